@@ -1,0 +1,132 @@
+//! Session events ([`SessionListener`]) and why a session closed ([`CloseReason`]).
+
+use crate::id::Sid;
+use crate::session::SessionSnapshot;
+use crate::uid::Uid;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+/// Receives the session events pomelo's `Session` emits: `bind`, `unbind` and `closed`.
+///
+/// Each event fires **exactly once** per change, synchronously, on the thread that made the
+/// change, after the registry and the uid index have been updated and **with no lock held**:
+/// a listener may call any [`SessionService`](crate::SessionService) method, including kicking
+/// other sessions. It runs on that caller's thread, so keep it short (hand heavy work to your
+/// own queue).
+///
+/// Order on close (pomelo `Session.closed`, spec §2.4): the session leaves the registry and the
+/// uid index → [`closed`](SessionListener::closed) fires with a snapshot and the reason → the
+/// transport is told to send the KICK package (only if the reason carries a text) and to close
+/// the connection once it is flushed.
+///
+/// # Examples
+///
+/// ```
+/// use gatehouse::{CloseReason, SessionConfig, SessionListener, SessionService, SessionSnapshot};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// #[derive(Default)]
+/// struct Count(AtomicUsize);
+/// impl SessionListener for Count {
+///     fn closed(&self, _: &SessionSnapshot, _: &CloseReason) {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///     }
+/// }
+///
+/// let count = Arc::new(Count::default());
+/// let service = SessionService::with_listener(SessionConfig::default(), count.clone()).unwrap();
+/// let sid = service.create(None).unwrap();
+/// service.kick_by_session_id(sid, Some("bye"));
+/// service.kick_by_session_id(sid, Some("bye")); // already closed: no second event
+/// assert_eq!(count.0.load(Ordering::Relaxed), 1);
+/// ```
+pub trait SessionListener: Send + Sync + 'static {
+    /// `sid` was bound to `uid` (pomelo `bind` / app event `bind_session`).
+    fn bound(&self, sid: Sid, uid: &Uid) {
+        let _ = (sid, uid);
+    }
+
+    /// `sid` was unbound from `uid` (pomelo `unbind` / `unbind_session`).
+    fn unbound(&self, sid: Sid, uid: &Uid) {
+        let _ = (sid, uid);
+    }
+
+    /// The session closed (pomelo `closed` / `close_session`). The snapshot keeps its last uid
+    /// and settings; the service no longer knows the sid.
+    fn closed(&self, session: &SessionSnapshot, reason: &CloseReason) {
+        let _ = (session, reason);
+    }
+}
+
+/// Why a session closed. Carried by the `closed` event and the transport's close command, and
+/// logged by the transport.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Kicked with a reason: the client gets a KICK package `{"reason": …}` before the close.
+    Kicked(Arc<str>),
+    /// Kicked without a reason: the connection closes with no KICK package (pomelo's
+    /// `kickBySessionId(sid)` with no reason).
+    KickedSilently,
+    /// Removed with [`SessionService::remove`](crate::SessionService::remove): no events, the
+    /// transport drops the connection without a KICK package.
+    Removed,
+    /// The peer closed the connection.
+    PeerClosed,
+    /// No HEARTBEAT from the client within the heartbeat timeout.
+    HeartbeatTimeout,
+    /// The client did not complete the handshake in time.
+    HandshakeTimeout,
+    /// The client broke the protocol (malformed or oversized package, bad handshake…).
+    ProtocolViolation(&'static str),
+    /// The client read too slowly: its queued outbound bytes passed the per-connection limit.
+    SlowConsumer,
+    /// The socket failed.
+    Io(io::ErrorKind),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// The text for the KICK package, if one must be sent: only [`CloseReason::Kicked`] has one.
+    pub fn kick_message(&self) -> Option<&str> {
+        match self {
+            CloseReason::Kicked(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The reason a kick call asked for: `Some(text)` sends a KICK package, `None` closes
+    /// silently.
+    pub fn kick(reason: Option<&str>) -> CloseReason {
+        match reason {
+            Some(text) => CloseReason::Kicked(Arc::from(text)),
+            None => CloseReason::KickedSilently,
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Kicked(reason) => write!(f, "kicked: {reason}"),
+            CloseReason::KickedSilently => f.write_str("kicked"),
+            CloseReason::Removed => f.write_str("removed from the session service"),
+            CloseReason::PeerClosed => f.write_str("peer closed the connection"),
+            CloseReason::HeartbeatTimeout => f.write_str("heartbeat timeout"),
+            CloseReason::HandshakeTimeout => f.write_str("handshake timeout"),
+            CloseReason::ProtocolViolation(what) => write!(f, "protocol violation: {what}"),
+            CloseReason::SlowConsumer => f.write_str("slow consumer: outbound limit exceeded"),
+            CloseReason::Io(kind) => write!(f, "i/o error: {kind}"),
+            CloseReason::Shutdown => f.write_str("server shutting down"),
+        }
+    }
+}
+
+impl fmt::Debug for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CloseReason({self})")
+    }
+}

@@ -1,0 +1,51 @@
+//! Design notes: how the session core is built and why. (Documentation only.)
+//!
+//! # Data layout
+//!
+//! * **Sessions** live in `S` shards (`SessionConfig::shards`, one per I/O thread). A shard is
+//!   a `slab::Slab<SessionEntry>` behind a `parking_lot::RwLock`, plus the shard's [`Inbox`].
+//!   An entry is 40 bytes: the [`Sid`] (for the generation check), `Option<Uid>` (24 bytes,
+//!   inline for short ids) and a box with the cold data (remote address, settings). Iteration
+//!   therefore streams ~48 bytes per slot.
+//! * **Sids** pack a service-wide creation sequence (32 bits), the shard (8) and the slot (24).
+//!   Lookups compare the whole sid with the stored one: a stale sid whose slot was reused finds
+//!   nothing. This is the "generation check"; the sequence doubles as the generation and keeps
+//!   sids ordered by creation.
+//! * **The uid index** is `index_shards` (power of two) cache-padded `RwLock<HashTable>`s.
+//!   One `ahash` hash per operation (random per-process seed: uids may be client-chosen) both
+//!   selects the shard (bits 32..) and probes the table. Entries keep the uid inline and the
+//!   sids in a `SmallVec<[Sid; 2]>` in bind order.
+//!
+//! # Lock discipline
+//!
+//! At most one lock is held at any time, and never while user code runs:
+//!
+//! * `bind`: shard read (validate) → index write (insert; the single-session check is in the
+//!   same critical section) → shard write (re-validate and set the uid; on failure undo the
+//!   index insert) → `bound` event.
+//! * `unbind`: shard read (validate) → index write (remove) → shard write (clear the uid if it
+//!   is still this uid) → `unbound` event. Index first, so a session that says "unbound" never
+//!   has an index entry.
+//! * close: shard write (remove from the slab) → index write (remove) → `closed` event →
+//!   `Close` command to the transport.
+//!
+//! The invariant these orders keep: *if a session's entry says it is bound to `u`, the index
+//! lists it under `u`* (the index may briefly list a session whose bind is still in flight or
+//! which is closing; such a sid at worst receives a send the transport then drops as stale).
+//!
+//! # Outbound path
+//!
+//! `send_message_by_uid`: hash → read-lock one index shard → copy the sids (≤ 8 inline) →
+//! unlock → per sid, push `Command::Send { sid, frame.clone() }` onto the owning shard's
+//! bounded `ArrayQueue` and flip its wake flag (see [`Inbox`] for the no-lost-wake-up
+//! argument). The I/O thread drains the queue, checks each sid against its own connection
+//! table (stale: drop and count) and writes.
+//!
+//! # Iteration
+//!
+//! `for_each_*` walk each shard's slab slot by slot. They copy up to 32 `(sid, uid)` pairs per
+//! read-lock hold onto the stack and run the callback after unlocking, so callbacks can re-enter
+//! the service and writers wait at most one short chunk.
+//!
+//! [`Inbox`]: crate::Inbox
+//! [`Sid`]: crate::Sid

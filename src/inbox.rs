@@ -1,0 +1,219 @@
+//! [`Inbox`]: one shard's bounded outbound command queue with a coalesced wake-up.
+//!
+//! # Protocol
+//!
+//! Any thread may push; one consumer (the shard's I/O thread, or a [`MemoryDriver`]) drains.
+//! A flag, `wake_pending`, says "a wake-up has been issued and the consumer has not started
+//! draining since":
+//!
+//! * **producer**: push the command, then `wake_pending.swap(true)`; only the producer that
+//!   flips it from `false` calls [`Wake::wake`]. Under load that is one wake per drain, not one
+//!   per message (mio's `Waker::wake` is a syscall, ≈0.5 µs).
+//! * **consumer**: `wake_pending.swap(false)` *first*, then pop until the queue is empty.
+//!
+//! No lost wake-up: take any push P and the consumer's re-arm R (both read-modify-writes of the
+//! flag, so they are totally ordered). If P's swap comes after R, it reads `false` and wakes.
+//! If it comes before, R reads `true` from P's release sequence (acquire), so P's push
+//! happens-before the consumer's pops, which will find it. Clearing the flag *after* draining
+//! would open a window where a push lands after the last pop but sees the flag still set —
+//! the loom model in `loom-tests/` checks this, and the mutant
+//! `gatehouse_loom_mutant="rearm_after_drain"` proves it catches it.
+//!
+//! # Close commands never get lost
+//!
+//! Sends that find the queue full are refused and handed back to the caller. A close cannot be
+//! refused (the session already left the registry), so a close that finds the queue full goes
+//! to a small overflow list that the consumer drains *after* the queue; every send queued
+//! before that close is then already ahead of it, so the KICK still follows them. Closes are at
+//! most one per session, so the list is bounded by the number of sessions.
+//!
+//! [`MemoryDriver`]: crate::MemoryDriver
+
+use crate::events::CloseReason;
+use crate::frame::Frame;
+use crate::id::Sid;
+use crate::sync::{Arc, ArrayQueue, AtomicBool, AtomicU64, Mutex, Ordering};
+use std::fmt;
+use std::sync::OnceLock;
+
+/// An outbound command for the transport that owns a session's connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Command {
+    /// Write `frame` to the connection of `sid`. A transport that no longer has a connection
+    /// with exactly this sid (closed, or its slot reused) must drop the frame and count it with
+    /// [`Inbox::record_stale`].
+    Send {
+        /// The target session.
+        sid: Sid,
+        /// The encoded bytes.
+        frame: Frame,
+    },
+    /// The session `sid` has closed (it already left the registry and `closed` fired): send a
+    /// KICK package if [`CloseReason::kick_message`] has a text, flush, then close the connection.
+    Close {
+        /// The closed session.
+        sid: Sid,
+        /// Why; logged by the transport.
+        reason: CloseReason,
+    },
+}
+
+impl Command {
+    /// The session the command is for.
+    pub fn sid(&self) -> Sid {
+        match self {
+            Command::Send { sid, .. } | Command::Close { sid, .. } => *sid,
+        }
+    }
+}
+
+/// Wakes the consumer of an [`Inbox`] (the reactor plugs in a `mio::Waker`).
+pub trait Wake: Send + Sync + 'static {
+    /// Called at most once per drain, from the producer's thread, with no lock held.
+    fn wake(&self);
+}
+
+#[cfg(not(gatehouse_loom))]
+impl Wake for mio::Waker {
+    fn wake(&self) {
+        if let Err(err) = mio::Waker::wake(self) {
+            // Only fails if the eventfd is gone, i.e. the reactor is shutting down.
+            log::warn!("gatehouse: failed to wake I/O thread: {err}");
+        }
+    }
+}
+
+/// One shard's outbound command queue (see the [module docs](self) for the protocol).
+pub struct Inbox {
+    queue: ArrayQueue<Command>,
+    /// Close commands that found `queue` full. Drained after `queue`.
+    overflow: Mutex<Vec<Command>>,
+    /// `true` once a producer has issued a wake-up that no drain has consumed yet.
+    wake_pending: AtomicBool,
+    waker: OnceLock<Arc<dyn Wake>>,
+    /// Sends refused because `queue` was full.
+    refused: AtomicU64,
+    /// Sends the consumer dropped because their sid was no longer connected.
+    stale: AtomicU64,
+}
+
+impl Inbox {
+    pub(crate) fn new(capacity: usize) -> Inbox {
+        Inbox {
+            queue: ArrayQueue::new(capacity),
+            overflow: Mutex::new(Vec::new()),
+            wake_pending: AtomicBool::new(false),
+            waker: OnceLock::new(),
+            refused: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+        }
+    }
+
+    /// Plugs in the consumer's waker. Only the first call takes effect; returns `false` if a
+    /// waker was already set. Until one is set, producers only flip the flag and the consumer
+    /// must poll [`Inbox::drain`] itself.
+    pub fn set_waker(&self, waker: Arc<dyn Wake>) -> bool {
+        self.waker.set(waker).is_ok()
+    }
+
+    /// Queues a send; gives the frame back if the queue is full.
+    pub(crate) fn push_send(&self, sid: Sid, frame: Frame) -> Result<(), Frame> {
+        match self.queue.push(Command::Send { sid, frame }) {
+            Ok(()) => {
+                self.notify();
+                Ok(())
+            }
+            Err(Command::Send { frame, .. }) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Err(frame)
+            }
+            Err(Command::Close { .. }) => unreachable!("pushed a Send"),
+        }
+    }
+
+    /// Queues a close; never fails (see "Close commands never get lost").
+    pub(crate) fn push_close(&self, sid: Sid, reason: CloseReason) {
+        if let Err(cmd) = self.queue.push(Command::Close { sid, reason }) {
+            self.overflow.lock().push(cmd);
+        }
+        self.notify();
+    }
+
+    fn notify(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            if let Some(waker) = self.waker.get() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Re-arms the wake-up, then hands every queued command to `f` in FIFO order (overflowed
+    /// closes last). Returns how many commands it handed over. Allocation-free unless closes
+    /// overflowed. Call it from the shard's single consumer only.
+    pub fn drain(&self, mut f: impl FnMut(Command)) -> usize {
+        #[cfg(not(gatehouse_loom_mutant = "rearm_after_drain"))]
+        self.wake_pending.swap(false, Ordering::AcqRel);
+        let mut n = 0;
+        while let Some(cmd) = self.queue.pop() {
+            f(cmd);
+            n += 1;
+        }
+        let overflow = std::mem::take(&mut *self.overflow.lock());
+        n += overflow.len();
+        overflow.into_iter().for_each(&mut f);
+        // Seeded bug for the loom models: re-arming after the pops strands a push that lands
+        // between the last pop and this swap.
+        #[cfg(gatehouse_loom_mutant = "rearm_after_drain")]
+        self.wake_pending.swap(false, Ordering::AcqRel);
+        n
+    }
+
+    /// True if a wake-up was issued and not yet consumed by a drain. A consumer without a
+    /// waker can poll this.
+    pub fn wake_pending(&self) -> bool {
+        self.wake_pending.load(Ordering::Acquire)
+    }
+
+    /// Commands currently queued (approximate under concurrency).
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True if no command is queued (approximate under concurrency).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
+    /// Counts `n` sends the consumer dropped because their sid was stale.
+    pub fn record_stale(&self, n: u64) {
+        self.stale.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sends dropped as stale so far.
+    pub fn stale(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Sends refused because the queue was full, so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("wake_pending", &self.wake_pending())
+            .field("refused", &self.refused())
+            .field("stale", &self.stale())
+            .finish()
+    }
+}

@@ -1,0 +1,615 @@
+//! [`SessionService`]: the frontend session registry (pomelo's `SessionService`).
+
+use crate::config::{ConfigError, SessionConfig};
+use crate::error::{
+    BindError, CreateError, SendError, SendErrorKind, UidSendError, UnbindError, UnknownSession,
+};
+use crate::events::{CloseReason, SessionListener};
+use crate::frame::Frame;
+use crate::id::Sid;
+use crate::inbox::Inbox;
+use crate::index::{SidList, UidIndex};
+use crate::registry::{Registry, Shard};
+use crate::session::{
+    ColdData, SessionEntry, SessionInfo, SessionSnapshot, SessionState, Settings,
+};
+use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
+use crate::uid::Uid;
+use serde_json::Value;
+use smallvec::SmallVec;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Sessions copied out of a shard per lock hold while iterating (see `for_each_session`).
+const VISIT_CHUNK: usize = 32;
+
+/// The frontend session registry: one session per client connection, bound to user ids,
+/// kicked, pushed to by sid or by uid. pomelo's `SessionService`, sharded and lock-light.
+///
+/// `SessionService` is `Send + Sync`; share it with `Arc`. It is transport-agnostic: it never
+/// touches a socket. Everything that must reach a connection (frames, kicks, closes) becomes a
+/// [`Command`](crate::Command) in the owning shard's [`Inbox`], which the transport drains (the
+/// pomelo connector in this crate, your own I/O loop, or [`MemoryDriver`](crate::MemoryDriver)).
+///
+/// # Concurrency and cost
+///
+/// | method | locks | allocates |
+/// | --- | --- | --- |
+/// | [`get`](Self::get), [`send_message`](Self::send_message) | one shard read lock | no |
+/// | [`send_message_by_uid`](Self::send_message_by_uid) | one index shard read lock | no |
+/// | [`for_each_session`](Self::for_each_session), [`for_each_bound_session`](Self::for_each_bound_session) | each shard's read lock, briefly, once per 32 sessions | no |
+/// | [`bind`](Self::bind), [`unbind`](Self::unbind) | one shard lock, then one index shard lock, then the shard lock again — never two at once | first bind of a uid only |
+/// | [`create`](Self::create), close/kick | one shard write lock (+ one index shard lock) | yes (cold) |
+///
+/// No method holds a lock while it calls your code ([`SessionListener`] events and `for_each`
+/// callbacks), so callbacks may call any method of the service, including ones that close or
+/// bind sessions.
+///
+/// # Differences from pomelo
+///
+/// * Uids are `Option<Uid>`: the falsy-uid bug (`0`/`""` treated as unbound, leaving stale
+///   index entries) cannot happen. Empty uids and uids over `max_uid_len` are refused.
+/// * Sids are allocated here (`create` does not take one) and are never reused; `create`
+///   cannot silently overwrite a live session.
+/// * `for_each_bound_session` visits each bound *session* once. pomelo's binded broadcast
+///   (`forEachBindedSession` + `sendMessageByUid`) delivers k copies to each of a uid's k
+///   sessions; here you send by sid and each session gets one.
+/// * `send_message` to a live session whose connection has not finished the handshake is
+///   queued; the pomelo transport drops it (as pinus does) and counts it.
+/// * `remove` also tells the transport to drop the connection (pomelo leaves it dangling).
+/// * A `closed` listener kicking other sessions of the uid being kicked is safe (pinus throws
+///   a `TypeError`).
+/// * `for_each_*` order is shard by shard, slot by slot, not ascending sid.
+///
+/// # Examples
+///
+/// ```
+/// use gatehouse::{Command, Frame, SessionConfig, SessionService};
+///
+/// let service = SessionService::new(SessionConfig::default()).unwrap();
+/// let sid = service.create(None).unwrap();
+/// service.bind(sid, "player-1").unwrap();
+///
+/// let frame = Frame::from_static(b"\x04\x00\x00\x01\x06");
+/// assert_eq!(service.send_message_by_uid("player-1", &frame), Ok(1));
+/// assert_eq!(service.kick("player-1", Some("maintenance")), 1);
+///
+/// // The transport drains the shard: the frame, then the close with its KICK text.
+/// let mut seen = Vec::new();
+/// service.inbox(sid.shard()).unwrap().drain(|cmd| seen.push(cmd));
+/// assert!(matches!(&seen[0], Command::Send { .. }));
+/// assert!(matches!(&seen[1], Command::Close { reason, .. } if reason.kick_message() == Some("maintenance")));
+/// ```
+pub struct SessionService {
+    config: SessionConfig,
+    shards: Box<[CachePadded<Shard>]>,
+    index: UidIndex,
+    /// Last sequence number handed out (see [`Sid`]).
+    seq: AtomicU64,
+    /// Round-robin cursor for [`create`](Self::create).
+    next_shard: AtomicUsize,
+    listener: Option<Arc<dyn SessionListener>>,
+}
+
+impl SessionService {
+    /// A service with no event listener.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if a setting is out of range.
+    pub fn new(config: SessionConfig) -> Result<SessionService, ConfigError> {
+        Self::build(config, None)
+    }
+
+    /// A service whose events go to `listener`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if a setting is out of range.
+    pub fn with_listener(
+        config: SessionConfig,
+        listener: Arc<dyn SessionListener>,
+    ) -> Result<SessionService, ConfigError> {
+        Self::build(config, Some(listener))
+    }
+
+    fn build(
+        config: SessionConfig,
+        listener: Option<Arc<dyn SessionListener>>,
+    ) -> Result<SessionService, ConfigError> {
+        config.validate()?;
+        let shards = (0..config.shards)
+            .map(|_| {
+                CachePadded::new(Shard {
+                    registry: RwLock::new(Registry::with_capacity(
+                        config.initial_sessions_per_shard,
+                    )),
+                    inbox: Inbox::new(config.inbox_capacity),
+                })
+            })
+            .collect();
+        Ok(SessionService {
+            index: UidIndex::new(config.index_shards),
+            shards,
+            config,
+            seq: AtomicU64::new(0),
+            next_shard: AtomicUsize::new(0),
+            listener,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The outbound inbox of `shard`, for the transport that drains it.
+    pub fn inbox(&self, shard: usize) -> Option<&Inbox> {
+        self.shards.get(shard).map(|s| &s.inbox)
+    }
+
+    fn shard_of(&self, sid: Sid) -> Option<&Shard> {
+        self.shards.get(sid.shard()).map(|s| &**s)
+    }
+
+    // === create / lookup =====================================================================
+
+    /// Creates an unbound session on the next shard in round-robin order (pomelo `create`).
+    /// Transports that own a shard use [`create_in`](Self::create_in).
+    ///
+    /// # Errors
+    ///
+    /// [`CreateError::ShardFull`] when that shard holds `max_sessions_per_shard` sessions.
+    pub fn create(&self, remote: Option<SocketAddr>) -> Result<Sid, CreateError> {
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.create_in(shard, remote)
+    }
+
+    /// Creates an unbound session on `shard`; the transport that drains that shard's inbox owns
+    /// its connection. Emits no event (as pomelo).
+    ///
+    /// # Errors
+    ///
+    /// [`CreateError::NoSuchShard`] or [`CreateError::ShardFull`].
+    pub fn create_in(&self, shard: usize, remote: Option<SocketAddr>) -> Result<Sid, CreateError> {
+        let owner = self
+            .shards
+            .get(shard)
+            .ok_or(CreateError::NoSuchShard(shard))?;
+        let cold = Box::new(ColdData {
+            remote,
+            settings: Settings::new(),
+        });
+        let mut registry = owner.registry.write();
+        let limit = self.config.max_sessions_per_shard;
+        if registry.len() >= limit {
+            return Err(CreateError::ShardFull { shard, limit });
+        }
+        // Taken under the shard lock so sids of one shard are ordered by creation.
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let sid = Sid::new(seq, shard, registry.vacant_slot());
+        registry.insert(SessionEntry {
+            sid,
+            uid: None,
+            cold,
+        });
+        Ok(sid)
+    }
+
+    /// The hot fields of a live session, copied without allocating; `None` if unknown or
+    /// closed.
+    pub fn get(&self, sid: Sid) -> Option<SessionInfo> {
+        let shard = self.shard_of(sid)?;
+        let registry = shard.registry.read();
+        registry.get(sid).map(|e| SessionInfo {
+            sid,
+            uid: e.uid.clone(),
+            remote: e.cold.remote,
+        })
+    }
+
+    /// Whether `sid` is a live session.
+    pub fn contains(&self, sid: Sid) -> bool {
+        self.shard_of(sid)
+            .is_some_and(|s| s.registry.read().get(sid).is_some())
+    }
+
+    /// A full copy of a live session (pomelo `toFrontendSession()`); allocates for settings.
+    pub fn snapshot(&self, sid: Sid) -> Option<SessionSnapshot> {
+        let shard = self.shard_of(sid)?;
+        let registry = shard.registry.read();
+        registry
+            .get(sid)
+            .map(|e| e.snapshot(&self.config.frontend_id, SessionState::Active))
+    }
+
+    /// The sids bound to `uid`, in bind order (pomelo `getByUid`); `None` if no session is
+    /// bound to it. Inline for up to four sessions (no allocation).
+    pub fn get_by_uid(&self, uid: &str) -> Option<SidList> {
+        let mut sids = SidList::new();
+        self.index.get_into(uid, &mut sids).then_some(sids)
+    }
+
+    /// The client address of a live session (pomelo `getClientAddressBySessionId`).
+    pub fn client_address(&self, sid: Sid) -> Option<SocketAddr> {
+        let shard = self.shard_of(sid)?;
+        let registry = shard.registry.read();
+        registry.get(sid).and_then(|e| e.cold.remote)
+    }
+
+    /// One settings value of a live session (cloned).
+    pub fn setting(&self, sid: Sid, key: &str) -> Option<Value> {
+        let shard = self.shard_of(sid)?;
+        let registry = shard.registry.read();
+        registry
+            .get(sid)
+            .and_then(|e| e.cold.settings.get(key).cloned())
+    }
+
+    /// Number of live sessions, bound or not, handshaken or not (pomelo `getSessionsCount`).
+    pub fn sessions_count(&self) -> usize {
+        self.shards.iter().map(|s| s.registry.read().len()).sum()
+    }
+
+    /// Number of uids with at least one bound session.
+    pub fn bound_uids_count(&self) -> usize {
+        self.index.uid_count()
+    }
+
+    // === bind / unbind =======================================================================
+
+    /// Binds a live session to `uid` and fires [`SessionListener::bound`] (pomelo `bind`).
+    ///
+    /// Binding a session again to the uid it already has succeeds with no event. Several
+    /// sessions may share a uid unless `single_session` is on.
+    ///
+    /// # Errors
+    ///
+    /// [`BindError`]: unknown session, bound to another uid, single-session conflict, or an
+    /// empty/over-long uid. On error nothing changes and no event fires.
+    ///
+    /// # Concurrency
+    ///
+    /// The index is updated before the session (both under their own short locks, never
+    /// together), and the session step re-checks that it is still live and unbound; if not,
+    /// the index step is undone. So a `bind` racing a close or another `bind` never leaves a
+    /// half-registered session, and with `single_session` two racing binds of one uid cannot
+    /// both succeed. While a bind is in flight, `send_message_by_uid` may already reach the
+    /// session.
+    pub fn bind(&self, sid: Sid, uid: &str) -> Result<(), BindError> {
+        if uid.is_empty() || uid.len() > self.config.max_uid_len {
+            return Err(BindError::InvalidUid {
+                len: uid.len(),
+                max: self.config.max_uid_len,
+            });
+        }
+        let shard = self.shard_of(sid).ok_or(BindError::UnknownSession(sid))?;
+        {
+            let registry = shard.registry.read();
+            let entry = registry.get(sid).ok_or(BindError::UnknownSession(sid))?;
+            match &entry.uid {
+                Some(current) if current == uid => return Ok(()),
+                Some(current) => return Err(BindError::AlreadyBound(current.clone())),
+                None => {}
+            }
+        }
+        let uid = Uid::new(uid);
+        let single = self.config.single_session;
+        #[cfg(gatehouse_loom_mutant = "split_single_session_check")]
+        if single && self.index.held_by_other(uid.as_str(), sid) {
+            return Err(BindError::SingleSession(uid));
+        }
+        let inserted = match self.index.insert(&uid, sid, single) {
+            Ok(inserted) => inserted,
+            Err(crate::index::Occupied) => return Err(BindError::SingleSession(uid)),
+        };
+        let outcome = {
+            let mut registry = shard.registry.write();
+            match registry.get_mut(sid) {
+                None => Err(BindError::UnknownSession(sid)),
+                Some(entry) => match &entry.uid {
+                    None => {
+                        entry.uid = Some(uid.clone());
+                        Ok(true)
+                    }
+                    // A concurrent bind of the same uid won; it fired the event.
+                    Some(current) if *current == uid => Ok(false),
+                    Some(current) => Err(BindError::AlreadyBound(current.clone())),
+                },
+            }
+        };
+        match outcome {
+            Ok(fire) => {
+                if fire {
+                    if let Some(listener) = &self.listener {
+                        listener.bound(sid, &uid);
+                    }
+                }
+                Ok(())
+            }
+            Err(err) => {
+                if inserted {
+                    self.index.remove(uid.as_str(), sid);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Unbinds a session from `uid` and fires [`SessionListener::unbound`] (pomelo `unbind`).
+    ///
+    /// # Errors
+    ///
+    /// [`UnbindError::UnknownSession`], or [`UnbindError::NotBound`] quoting the uid the
+    /// session *is* bound to (or `null`), as pinus does.
+    pub fn unbind(&self, sid: Sid, uid: &str) -> Result<(), UnbindError> {
+        let shard = self.shard_of(sid).ok_or(UnbindError::UnknownSession(sid))?;
+        {
+            let registry = shard.registry.read();
+            let entry = registry.get(sid).ok_or(UnbindError::UnknownSession(sid))?;
+            if entry.uid.as_ref().is_none_or(|current| current != uid) {
+                return Err(UnbindError::NotBound {
+                    current: entry.uid.clone(),
+                });
+            }
+        }
+        // Index first: once the session says "unbound", no index entry may point at it.
+        self.index.remove(uid, sid);
+        let old = {
+            let mut registry = shard.registry.write();
+            let entry = registry
+                .get_mut(sid)
+                .ok_or(UnbindError::UnknownSession(sid))?;
+            match &entry.uid {
+                Some(current) if current == uid => entry.uid.take(),
+                _ => {
+                    return Err(UnbindError::NotBound {
+                        current: entry.uid.clone(),
+                    })
+                }
+            }
+        };
+        if let (Some(listener), Some(old)) = (&self.listener, old) {
+            listener.unbound(sid, &old);
+        }
+        Ok(())
+    }
+
+    // === settings ============================================================================
+
+    /// Sets one settings key of a live session (pomelo `import`).
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownSession`] if the session does not exist (for example, it closed meanwhile).
+    pub fn import(
+        &self,
+        sid: Sid,
+        key: impl Into<String>,
+        value: Value,
+    ) -> Result<(), UnknownSession> {
+        self.with_settings(sid, |settings| {
+            settings.insert(key.into(), value);
+        })
+    }
+
+    /// Merges `settings` into a live session's settings: keys absent from `settings` stay
+    /// (pomelo `importAll`).
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownSession`] if the session does not exist.
+    pub fn import_all(&self, sid: Sid, settings: Settings) -> Result<(), UnknownSession> {
+        self.with_settings(sid, |current| current.extend(settings))
+    }
+
+    fn with_settings(&self, sid: Sid, f: impl FnOnce(&mut Settings)) -> Result<(), UnknownSession> {
+        let shard = self.shard_of(sid).ok_or(UnknownSession(sid))?;
+        let mut registry = shard.registry.write();
+        let entry = registry.get_mut(sid).ok_or(UnknownSession(sid))?;
+        f(&mut entry.cold.settings);
+        Ok(())
+    }
+
+    // === close / kick ========================================================================
+
+    /// Closes a live session: it leaves the registry and the uid index, then
+    /// [`SessionListener::closed`] fires with a snapshot and `reason`, then the transport gets a
+    /// [`Command::Close`](crate::Command::Close). Returns `false` (and does nothing) if the
+    /// session is unknown or already closed, so the event fires exactly once.
+    ///
+    /// Transports call this for peer closes, timeouts and errors; applications usually
+    /// [`kick`](Self::kick) or [`kick_by_session_id`](Self::kick_by_session_id).
+    pub fn close(&self, sid: Sid, reason: CloseReason) -> bool {
+        let Some(entry) = self.detach(sid) else {
+            return false;
+        };
+        if let Some(listener) = &self.listener {
+            let snapshot = entry.into_snapshot(&self.config.frontend_id);
+            listener.closed(&snapshot, &reason);
+        }
+        if let Some(shard) = self.shard_of(sid) {
+            shard.inbox.push_close(sid, reason);
+        }
+        true
+    }
+
+    /// Takes a session out of the registry and the index.
+    fn detach(&self, sid: Sid) -> Option<SessionEntry> {
+        let entry = self.shard_of(sid)?.registry.write().remove(sid)?;
+        if let Some(uid) = &entry.uid {
+            self.index.remove(uid.as_str(), sid);
+        }
+        Some(entry)
+    }
+
+    /// Kicks every session bound to `uid`, in bind order (pomelo `kick`). With a reason the
+    /// client receives a KICK package `{"reason": …}` before the close; with `None` the
+    /// connection just closes. Returns how many sessions it closed; an unknown uid is a no-op.
+    pub fn kick(&self, uid: &str, reason: Option<&str>) -> usize {
+        let Some(sids) = self.get_by_uid(uid) else {
+            return 0;
+        };
+        let reason = CloseReason::kick(reason);
+        // A snapshot of the sids (pomelo #355); a session a listener closed meanwhile is
+        // simply skipped.
+        sids.iter()
+            .filter(|sid| self.close(**sid, reason.clone()))
+            .count()
+    }
+
+    /// Kicks one session (pomelo `kickBySessionId`); see [`kick`](Self::kick). Returns whether
+    /// the session was live.
+    pub fn kick_by_session_id(&self, sid: Sid, reason: Option<&str>) -> bool {
+        self.close(sid, CloseReason::kick(reason))
+    }
+
+    /// Removes a session from the registry and the index **without events** (pomelo
+    /// `remove`) and returns its last state. The transport is told to drop the connection
+    /// without a KICK package ([`CloseReason::Removed`]), so nothing is left dangling.
+    pub fn remove(&self, sid: Sid) -> Option<SessionSnapshot> {
+        let entry = self.detach(sid)?;
+        if let Some(shard) = self.shard_of(sid) {
+            shard.inbox.push_close(sid, CloseReason::Removed);
+        }
+        Some(entry.into_snapshot(&self.config.frontend_id))
+    }
+
+    // === send ================================================================================
+
+    /// Queues `frame` for a live session (pomelo `sendMessage`). The frame must already be
+    /// encoded for the wire (see [`Frame`]).
+    ///
+    /// Hot path: one shard read lock and one lock-free push; no allocation.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with the frame handed back: the session is unknown or closed, or the
+    /// shard's inbox is full.
+    pub fn send_message(&self, sid: Sid, frame: Frame) -> Result<(), SendError> {
+        let Some(shard) = self
+            .shard_of(sid)
+            .filter(|s| s.registry.read().get(sid).is_some())
+        else {
+            return Err(SendError {
+                kind: SendErrorKind::UnknownSession,
+                frame,
+            });
+        };
+        // A close racing this push is fine: the transport drops sends for sids it no longer has.
+        shard
+            .inbox
+            .push_send(sid, frame)
+            .map_err(|frame| SendError {
+                kind: SendErrorKind::InboxFull,
+                frame,
+            })
+    }
+
+    /// Queues `frame` for every session bound to `uid`, in bind order (pomelo
+    /// `sendMessageByUid`). Returns how many sessions it was queued for. Each session gets a
+    /// clone of the frame (a reference-count increment, no copy).
+    ///
+    /// Hot path: one index shard read lock (released before any push), one lock-free push per
+    /// session; no allocation for up to eight sessions per uid.
+    ///
+    /// # Errors
+    ///
+    /// [`UidSendError::UnknownUid`] if no session is bound to `uid`;
+    /// [`UidSendError::InboxFull`] if some sessions' inboxes were full (the others got it).
+    pub fn send_message_by_uid(&self, uid: &str, frame: &Frame) -> Result<usize, UidSendError> {
+        let mut sids: SmallVec<[Sid; 8]> = SmallVec::new();
+        {
+            let mut list = SidList::new();
+            if !self.index.get_into(uid, &mut list) {
+                return Err(UidSendError::UnknownUid);
+            }
+            sids.extend_from_slice(&list);
+        }
+        let mut refused = 0;
+        for &sid in &sids {
+            let pushed = self
+                .shard_of(sid)
+                .map(|s| s.inbox.push_send(sid, frame.clone()));
+            if !matches!(pushed, Some(Ok(()))) {
+                refused += 1;
+            }
+        }
+        match refused {
+            0 => Ok(sids.len()),
+            _ => Err(UidSendError::InboxFull {
+                enqueued: sids.len() - refused,
+                refused,
+            }),
+        }
+    }
+
+    // === iteration ===========================================================================
+
+    /// Calls `f` for every live session, bound or not (pomelo `forEachSession`).
+    ///
+    /// Allocation-free. Sessions are copied out of each shard 32 at a time under a brief read
+    /// lock and `f` runs with **no lock held**, so `f` may call any method of the service
+    /// (send, kick, bind…). A session that exists for the whole iteration is visited exactly
+    /// once; one created or closed meanwhile may or may not be. Order: shard by shard, slot by
+    /// slot.
+    pub fn for_each_session(&self, f: impl FnMut(Sid, Option<&Uid>)) {
+        self.visit(false, f);
+    }
+
+    /// Calls `f` for every live session bound to a uid, **once per session** (pomelo
+    /// `forEachBindedSession`, without its duplicate-delivery bug). Same guarantees as
+    /// [`for_each_session`](Self::for_each_session): allocation-free, no lock held while `f`
+    /// runs.
+    pub fn for_each_bound_session(&self, mut f: impl FnMut(Sid, &Uid)) {
+        self.visit(true, |sid, uid| {
+            if let Some(uid) = uid {
+                f(sid, uid)
+            }
+        });
+    }
+
+    fn visit(&self, bound_only: bool, mut f: impl FnMut(Sid, Option<&Uid>)) {
+        let mut chunk: SmallVec<[(Sid, Option<Uid>); VISIT_CHUNK]> = SmallVec::new();
+        for shard in self.shards.iter() {
+            let mut slot = 0;
+            loop {
+                {
+                    let registry = shard.registry.read();
+                    let end = registry.high_water();
+                    while slot < end && chunk.len() < VISIT_CHUNK {
+                        if let Some(e) = registry.at(slot) {
+                            if !bound_only || e.uid.is_some() {
+                                chunk.push((e.sid, e.uid.clone()));
+                            }
+                        }
+                        slot += 1;
+                    }
+                    if chunk.is_empty() && slot >= end {
+                        break;
+                    }
+                }
+                for (sid, uid) in chunk.drain(..) {
+                    f(sid, uid.as_ref());
+                }
+            }
+        }
+    }
+
+    /// Every `(uid, sids)` pair of the uid index. Cold, allocates; for tests, debugging and
+    /// consistency checks.
+    pub fn uid_index_entries(&self) -> Vec<(Uid, Vec<Sid>)> {
+        self.index.entries()
+    }
+}
+
+impl fmt::Debug for SessionService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("config", &self.config)
+            .field("sessions", &self.sessions_count())
+            .field("bound_uids", &self.bound_uids_count())
+            .finish()
+    }
+}
