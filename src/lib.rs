@@ -71,6 +71,12 @@ mod sync;
 mod uid;
 
 pub mod implementation;
+pub mod protocol;
+mod ws;
+
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod __private;
 
 // The public interface is:
 pub use config::{ConfigError, SessionConfig};

@@ -16,11 +16,46 @@
 //! [loom]: https://docs.rs/loom
 
 #[cfg(not(gatehouse_loom))]
+#[allow(clippy::disallowed_types)] // the one place that may name parking_lot's locks
 mod imp {
     pub(crate) use crossbeam_queue::ArrayQueue;
-    pub(crate) use parking_lot::{Mutex, RwLock};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use std::sync::Arc;
+
+    /// parking_lot's mutex (a newtype, so `.clippy.toml` can ban the type everywhere else).
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(parking_lot::Mutex::new(value))
+        }
+
+        #[inline]
+        pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, T> {
+            self.0.lock()
+        }
+    }
+
+    /// parking_lot's reader-writer lock (newtype, as [`Mutex`]).
+    #[derive(Debug, Default)]
+    pub(crate) struct RwLock<T>(parking_lot::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            RwLock(parking_lot::RwLock::new(value))
+        }
+
+        #[inline]
+        pub(crate) fn read(&self) -> parking_lot::RwLockReadGuard<'_, T> {
+            self.0.read()
+        }
+
+        #[inline]
+        pub(crate) fn write(&self) -> parking_lot::RwLockWriteGuard<'_, T> {
+            self.0.write()
+        }
+    }
 }
 
 #[cfg(gatehouse_loom)]

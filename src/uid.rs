@@ -200,7 +200,6 @@ mod tests {
 
     #[test]
     fn hash_matches_str() {
-        use std::hash::BuildHasher;
         let s = ahash::RandomState::new();
         assert_eq!(s.hash_one(Uid::new("abc")), s.hash_one("abc"));
         let long = "b".repeat(40);
