@@ -18,20 +18,22 @@
 //!
 //! # Lock discipline
 //!
-//! At most one lock is held at any time, and never while user code runs:
+//! No lock is ever held while user code runs, and at most two are held at once, always in the
+//! same order: a session shard's lock, then one index shard's lock inside it. No code takes a
+//! shard lock while holding an index lock, or two locks of the same kind, so there is no cycle.
 //!
-//! * `bind`: shard read (validate) → index write (insert; the single-session check is in the
-//!   same critical section) → shard write (re-validate and set the uid; on failure undo the
-//!   index insert) → `bound` event.
-//! * `unbind`: shard read (validate) → index write (remove) → shard write (clear the uid if it
-//!   is still this uid) → `unbound` event. Index first, so a session that says "unbound" never
-//!   has an index entry.
+//! * `bind`: shard write (validate; index write: insert, with the single-session check in that
+//!   same critical section; set the uid) → `bound` event.
+//! * `unbind`: shard write (validate; index write: remove; clear the uid) → `unbound` event.
 //! * close: shard write (remove from the slab) → index write (remove) → `closed` event →
 //!   `Close` command to the transport.
 //!
-//! The invariant these orders keep: *if a session's entry says it is bound to `u`, the index
-//! lists it under `u`* (the index may briefly list a session whose bind is still in flight or
-//! which is closing; such a sid at worst receives a send the transport then drops as stale).
+//! The invariant these orders keep: *a live session's entry says it is bound to `u` exactly
+//! when the index lists it under `u`*, because bind and unbind change both in one critical
+//! section. The one window is a closing session: it has left its shard but is still listed until
+//! the close removes it from the index, before the `closed` event. A by-uid send that finds it
+//! there queues its frame either before the `Close` (delivered, the session was bound to the
+//! uid) or after it (the transport drops it as stale). A bind that fails is never visible.
 //!
 //! # Outbound path
 //!

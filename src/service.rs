@@ -39,7 +39,7 @@ const VISIT_CHUNK: usize = 32;
 /// | [`get`](Self::get), [`send_message`](Self::send_message) | one shard read lock | no |
 /// | [`send_message_by_uid`](Self::send_message_by_uid) | one index shard read lock | no |
 /// | [`for_each_session`](Self::for_each_session), [`for_each_bound_session`](Self::for_each_bound_session) | each shard's read lock, briefly, once per 32 sessions | no |
-/// | [`bind`](Self::bind), [`unbind`](Self::unbind) | one shard lock, then one index shard lock, then the shard lock again — never two at once | first bind of a uid only |
+/// | [`bind`](Self::bind), [`unbind`](Self::unbind) | one shard write lock, with one index shard write lock nested inside it | first bind of a uid only |
 /// | [`create`](Self::create), close/kick | one shard write lock (+ one index shard lock) | yes (cold) |
 ///
 /// No method holds a lock while it calls your code ([`SessionListener`] events and `for_each`
@@ -271,12 +271,14 @@ impl SessionService {
     ///
     /// # Concurrency
     ///
-    /// The index is updated before the session (both under their own short locks, never
-    /// together), and the session step re-checks that it is still live and unbound; if not,
-    /// the index step is undone. So a `bind` racing a close or another `bind` never leaves a
-    /// half-registered session, and with `single_session` two racing binds of one uid cannot
-    /// both succeed. While a bind is in flight, `send_message_by_uid` may already reach the
-    /// session.
+    /// The session's entry and the uid index change in **one critical section**: under the
+    /// session's shard write lock, `bind` checks the entry, inserts into the index (the
+    /// single-session check is in that same index critical section) and sets the entry's uid.
+    /// So the index never lists a session for a uid it is not bound to: a failed or racing
+    /// `bind` is never visible to [`send_message_by_uid`](Self::send_message_by_uid) or
+    /// [`kick`](Self::kick), and with `single_session` two racing binds of one uid cannot both
+    /// succeed. The [`bound`](SessionListener::bound) event fires after the locks are released,
+    /// so a concurrent `send_message_by_uid` may reach the session before its listener runs.
     pub fn bind(&self, sid: Sid, uid: &str) -> Result<(), BindError> {
         if uid.is_empty() || uid.len() > self.config.max_uid_len {
             return Err(BindError::InvalidUid {
@@ -285,56 +287,39 @@ impl SessionService {
             });
         }
         let shard = self.shard_of(sid).ok_or(BindError::UnknownSession(sid))?;
+        // Built before taking the lock: a uid over 22 bytes allocates.
+        let uid = Uid::new(uid);
+        let single = self.config.single_session;
         {
-            let registry = shard.registry.read();
-            let entry = registry.get(sid).ok_or(BindError::UnknownSession(sid))?;
+            let mut registry = shard.registry.write();
+            let entry = registry
+                .get_mut(sid)
+                .ok_or(BindError::UnknownSession(sid))?;
             match &entry.uid {
-                Some(current) if current == uid => return Ok(()),
+                Some(current) if *current == uid => return Ok(()),
                 Some(current) => return Err(BindError::AlreadyBound(current.clone())),
                 None => {}
             }
-        }
-        let uid = Uid::new(uid);
-        let single = self.config.single_session;
-        #[cfg(gatehouse_loom_mutant = "split_single_session_check")]
-        if single && self.index.held_by_other(uid.as_str(), sid) {
-            return Err(BindError::SingleSession(uid));
-        }
-        let inserted = match self.index.insert(&uid, sid, single) {
-            Ok(inserted) => inserted,
-            Err(crate::index::Occupied) => return Err(BindError::SingleSession(uid)),
-        };
-        let outcome = {
-            let mut registry = shard.registry.write();
-            match registry.get_mut(sid) {
-                None => Err(BindError::UnknownSession(sid)),
-                Some(entry) => match &entry.uid {
-                    None => {
-                        entry.uid = Some(uid.clone());
-                        Ok(true)
-                    }
-                    // A concurrent bind of the same uid won; it fired the event.
-                    Some(current) if *current == uid => Ok(false),
-                    Some(current) => Err(BindError::AlreadyBound(current.clone())),
-                },
+            // The index lock nests inside the shard lock (the only nesting in the crate, never
+            // the other way round, so it cannot deadlock). As two separate steps, the index
+            // entry would be visible before the bind commits: a by-uid send could reach a
+            // session whose bind then fails (another user's session, or one closed meanwhile),
+            // and a racing unbind could leave a bound session missing from the index.
+            #[cfg(gatehouse_loom_mutant = "split_single_session_check")]
+            if single && self.index.held_by_other(uid.as_str(), sid) {
+                return Err(BindError::SingleSession(uid));
             }
-        };
-        match outcome {
-            Ok(fire) => {
-                if fire {
-                    if let Some(listener) = &self.listener {
-                        listener.bound(sid, &uid);
-                    }
-                }
-                Ok(())
+            match self.index.insert(&uid, sid, single) {
+                // Unbound sessions are in no index list (same critical section discipline).
+                Ok(inserted) => debug_assert!(inserted, "unbound {sid:?} was indexed"),
+                Err(crate::index::Occupied) => return Err(BindError::SingleSession(uid)),
             }
-            Err(err) => {
-                if inserted {
-                    self.index.remove(uid.as_str(), sid);
-                }
-                Err(err)
-            }
+            entry.uid = Some(uid.clone());
         }
+        if let Some(listener) = &self.listener {
+            listener.bound(sid, &uid);
+        }
+        Ok(())
     }
 
     /// Unbinds a session from `uid` and fires [`SessionListener::unbound`] (pomelo `unbind`).
@@ -345,30 +330,19 @@ impl SessionService {
     /// session *is* bound to (or `null`), as pinus does.
     pub fn unbind(&self, sid: Sid, uid: &str) -> Result<(), UnbindError> {
         let shard = self.shard_of(sid).ok_or(UnbindError::UnknownSession(sid))?;
-        {
-            let registry = shard.registry.read();
-            let entry = registry.get(sid).ok_or(UnbindError::UnknownSession(sid))?;
-            if entry.uid.as_ref().is_none_or(|current| current != uid) {
-                return Err(UnbindError::NotBound {
-                    current: entry.uid.clone(),
-                });
-            }
-        }
-        // Index first: once the session says "unbound", no index entry may point at it.
-        self.index.remove(uid, sid);
         let old = {
             let mut registry = shard.registry.write();
             let entry = registry
                 .get_mut(sid)
                 .ok_or(UnbindError::UnknownSession(sid))?;
-            match &entry.uid {
-                Some(current) if current == uid => entry.uid.take(),
-                _ => {
-                    return Err(UnbindError::NotBound {
-                        current: entry.uid.clone(),
-                    })
-                }
+            if entry.uid.as_ref().is_none_or(|current| current != uid) {
+                return Err(UnbindError::NotBound {
+                    current: entry.uid.clone(),
+                });
             }
+            // Index and entry in one critical section, as in `bind`.
+            self.index.remove(uid, sid);
+            entry.uid.take()
         };
         if let (Some(listener), Some(old)) = (&self.listener, old) {
             listener.unbound(sid, &old);
