@@ -79,8 +79,11 @@ pub enum CloseReason {
     HeartbeatTimeout,
     /// The client did not complete the handshake in time.
     HandshakeTimeout,
-    /// The client broke the protocol (malformed or oversized package, bad handshake…).
+    /// The client broke the protocol (malformed or oversized package, bad WebSocket frame…).
     ProtocolViolation(&'static str),
+    /// The handshake was refused with this code (500: malformed or rejected by the hook,
+    /// 501: client type/version refused); the reply carried only the code.
+    HandshakeRejected(u16),
     /// The client read too slowly: its queued outbound bytes passed the per-connection limit.
     SlowConsumer,
     /// The socket failed.
@@ -118,6 +121,9 @@ impl fmt::Display for CloseReason {
             CloseReason::HeartbeatTimeout => f.write_str("heartbeat timeout"),
             CloseReason::HandshakeTimeout => f.write_str("handshake timeout"),
             CloseReason::ProtocolViolation(what) => write!(f, "protocol violation: {what}"),
+            CloseReason::HandshakeRejected(code) => {
+                write!(f, "handshake rejected with code {code}")
+            }
             CloseReason::SlowConsumer => f.write_str("slow consumer: outbound limit exceeded"),
             CloseReason::Io(kind) => write!(f, "i/o error: {kind}"),
             CloseReason::Shutdown => f.write_str("server shutting down"),

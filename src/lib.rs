@@ -72,6 +72,8 @@ mod uid;
 
 pub mod implementation;
 pub mod protocol;
+#[cfg(not(gatehouse_loom))]
+pub mod server;
 mod ws;
 
 #[doc(hidden)]

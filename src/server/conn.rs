@@ -1,0 +1,504 @@
+//! [`ConnCore`]: one client connection's protocol state machine, without sockets.
+//!
+//! The I/O thread feeds it the bytes it reads ([`ConnCore::on_input`]), the frames the inbox
+//! hands over ([`ConnCore::push_frame`]) and the clock ([`ConnCore::on_tick`]); it answers with
+//! bytes to write ([`ConnCore::output`]) and, when the connection must end, a
+//! [`CloseReason`]. Being sans-IO, it is what the fuzz target for whole connections drives.
+//!
+//! # States (pomelo `HybridSocket`, spec §5.6)
+//!
+//! Transport: sniffing the first bytes → raw TCP, or WebSocket upgrade → WebSocket frames.
+//! Protocol: INITED (only HANDSHAKE is read; anything else is ignored) → WAIT_ACK (only ACK) →
+//! WORKING (HEARTBEAT is echoed at once and resets the heartbeat timeout; DATA carries requests
+//! and notifies; a client KICK or unknown type closes) → closing (output flushed, input
+//! ignored).
+
+use crate::events::CloseReason;
+use crate::id::Sid;
+use crate::protocol::{self, Dictionary, HandshakeConfig, MessageType, PackageType, Route, HEADER_LEN};
+use crate::server::builder::ServerBuilder;
+use crate::server::handler::{encode_response_frame, Handler, Request, Response};
+use crate::server::metrics::ThreadMetrics;
+use crate::service::SessionService;
+use crate::error::SendErrorKind;
+use crate::ws::frame::{encode_binary_header, encode_close, encode_pong, FrameDecoder, WsError, WsEvent};
+use crate::ws::handshake::{encode_accept, UpgradeParser};
+use crate::ws::sniff::{sniff, Sniff};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Connection limits and protocol settings, shared by every connection of a server.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    pub(crate) heartbeat_timeout: Option<Duration>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_package_size: usize,
+    pub(crate) max_outbound_bytes: usize,
+    pub(crate) max_message_id: u32,
+    pub(crate) close_linger: Duration,
+    pub(crate) heartbeat_secs: Option<u32>,
+    pub(crate) dictionary: Option<Arc<Dictionary>>,
+}
+
+impl ConnConfig {
+    pub(crate) fn from_builder(b: &ServerBuilder, dictionary: Option<Arc<Dictionary>>) -> ConnConfig {
+        let heartbeat_secs = b
+            .heartbeat
+            .map(|h| u32::try_from(h.as_secs() + u64::from(h.subsec_nanos() > 0)).unwrap_or(u32::MAX));
+        ConnConfig {
+            heartbeat_timeout: b.effective_heartbeat_timeout(),
+            handshake_timeout: b.handshake_timeout,
+            max_package_size: b.max_package_size,
+            max_outbound_bytes: b.max_outbound_bytes,
+            max_message_id: b.max_message_id,
+            close_linger: b.close_linger,
+            heartbeat_secs,
+            dictionary,
+        }
+    }
+
+    /// Defaults of [`ServerBuilder`], for tests and fuzzing.
+    pub fn default_for_tests() -> ConnConfig {
+        ConnConfig::from_builder(&ServerBuilder::default(), None)
+    }
+}
+
+/// What the connection needs from its I/O thread while handling input.
+pub(crate) struct ConnEnv<'a> {
+    pub(crate) handler: &'a dyn Handler,
+    pub(crate) service: &'a Arc<SessionService>,
+    pub(crate) config: &'a ConnConfig,
+    pub(crate) metrics: &'a ThreadMetrics,
+}
+
+/// Outcome of [`ConnCore::push_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Appended to the output.
+    Queued,
+    /// Dropped: the handshake is not complete (as pinus does) or the connection is closing.
+    Dropped,
+    /// The output would exceed `max_outbound_bytes`: close as a slow consumer.
+    OverLimit,
+}
+
+#[derive(Debug)]
+enum Transport {
+    /// Waiting for enough bytes to tell TCP from WebSocket.
+    Sniffing,
+    /// pomelo packages straight on the stream.
+    Tcp,
+    /// Reading the HTTP upgrade request.
+    WsUpgrade(UpgradeParser),
+    /// WebSocket frames carrying packages.
+    Ws,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Inited,
+    WaitAck,
+    Working,
+}
+
+/// One connection's protocol state (see the [module docs](self)).
+#[derive(Debug)]
+pub struct ConnCore {
+    sid: Sid,
+    transport: Transport,
+    /// The frame decoder once upgraded to WebSocket (taken out while a message is handled).
+    ws: Option<FrameDecoder>,
+    phase: Phase,
+    /// Input not yet consumed: a partial package, WebSocket frame or upgrade request.
+    inbuf: Vec<u8>,
+    /// Output not yet written; `out[out_pos..]` is pending.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Handshake deadline, heartbeat deadline, or (closing) the linger deadline.
+    deadline: Option<Instant>,
+    closing: bool,
+}
+
+/// Buffers above this are released once drained (a burst must not pin memory).
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+impl ConnCore {
+    /// A new connection for session `sid`, accepted at `now`.
+    pub fn new(sid: Sid, now: Instant, config: &ConnConfig) -> ConnCore {
+        ConnCore {
+            sid,
+            transport: Transport::Sniffing,
+            ws: None,
+            phase: Phase::Inited,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            deadline: Some(now + config.handshake_timeout),
+            closing: false,
+        }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// Whether the connection is closing (flushing its last bytes).
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether the handshake is complete.
+    pub fn is_working(&self) -> bool {
+        self.phase == Phase::Working
+    }
+
+    /// Whether the connection speaks WebSocket.
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.transport, Transport::Ws)
+    }
+
+    /// Whether bytes are waiting to be written.
+    pub fn has_output(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// The bytes waiting to be written.
+    pub fn output(&self) -> &[u8] {
+        &self.out[self.out_pos..]
+    }
+
+    /// Heap bytes held by this connection's buffers (for memory accounting and tests).
+    pub fn heap_bytes(&self) -> usize {
+        self.inbuf.capacity() + self.out.capacity() + self.ws.as_ref().map_or(0, FrameDecoder::heap_bytes)
+    }
+
+    /// `n` bytes of [`output`](Self::output) were written.
+    pub fn consumed(&mut self, n: usize) {
+        self.out_pos = (self.out_pos + n).min(self.out.len());
+        if self.out_pos == self.out.len() {
+            self.out_pos = 0;
+            if self.out.capacity() > KEEP_CAPACITY {
+                self.out = Vec::new();
+            } else {
+                self.out.clear();
+            }
+        }
+    }
+
+    /// Bytes read from the client. `Err` means: close with this reason (the output may hold a
+    /// last reply, e.g. a handshake error, to flush first).
+    pub(crate) fn on_input(&mut self, data: &[u8], now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+        if self.closing {
+            return Ok(());
+        }
+        self.inbuf.extend_from_slice(data);
+        let mut input = std::mem::take(&mut self.inbuf);
+        let result = self.process(&mut input, now, env);
+        if input.is_empty() && input.capacity() > KEEP_CAPACITY {
+            input = Vec::new();
+        }
+        self.inbuf = input;
+        result
+    }
+
+    fn process(&mut self, input: &mut Vec<u8>, now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+        loop {
+            match &mut self.transport {
+                Transport::Sniffing => match sniff(input) {
+                    Sniff::NeedMore => return Ok(()),
+                    Sniff::Tcp => self.transport = Transport::Tcp,
+                    Sniff::WebSocket => self.transport = Transport::WsUpgrade(UpgradeParser::new()),
+                },
+                Transport::WsUpgrade(parser) => match parser.parse(input, None) {
+                    Ok(None) => return Ok(()),
+                    Ok(Some(upgrade)) => {
+                        encode_accept(upgrade.key, &mut self.out);
+                        let consumed = upgrade.consumed;
+                        input.drain(..consumed);
+                        self.transport = Transport::Ws;
+                        // A message holds whole packages: the package limit plus headers, and a
+                        // few packages per message at most.
+                        self.ws = Some(FrameDecoder::new((env.config.max_package_size + HEADER_LEN) * 4));
+                    }
+                    Err(err) => {
+                        err.encode_response(&mut self.out);
+                        input.clear();
+                        return Err(CloseReason::ProtocolViolation("bad websocket upgrade request"));
+                    }
+                },
+                Transport::Tcp => {
+                    let mut pos = 0;
+                    let result = loop {
+                        match protocol::decode_package(&input[pos..], env.config.max_package_size) {
+                            Ok(Some((package, used))) => {
+                                pos += used;
+                                let kind = package.kind;
+                                if let Err(reason) = self.on_package(kind, package.body, now, env) {
+                                    break Err(reason);
+                                }
+                                if self.closing {
+                                    break Ok(());
+                                }
+                            }
+                            Ok(None) => break Ok(()),
+                            Err(err) => break Err(CloseReason::ProtocolViolation(err.as_str())),
+                        }
+                    };
+                    input.drain(..pos);
+                    return result;
+                }
+                Transport::Ws => {
+                    let Some(mut decoder) = self.ws.take() else {
+                        return Err(CloseReason::ProtocolViolation("websocket state lost"));
+                    };
+                    let result = self.process_ws(&mut decoder, input, now, env);
+                    self.ws = Some(decoder);
+                    return result;
+                }
+            }
+        }
+    }
+
+    fn process_ws(
+        &mut self,
+        decoder: &mut FrameDecoder,
+        input: &mut Vec<u8>,
+        now: Instant,
+        env: &ConnEnv<'_>,
+    ) -> Result<(), CloseReason> {
+        let mut pos = 0;
+        let result = loop {
+            let decoded = match decoder.decode(&mut input[pos..]) {
+                Ok(decoded) => decoded,
+                Err(err) => {
+                    encode_close(Some(err.close_code()), "", &mut self.out);
+                    break Err(CloseReason::ProtocolViolation(ws_error_text(err)));
+                }
+            };
+            pos += decoded.consumed;
+            let step = match decoded.event {
+                WsEvent::NeedMore => break Ok(()),
+                WsEvent::Binary(payload) => self.on_ws_message(payload, now, env),
+                WsEvent::Ping(payload) => {
+                    encode_pong(payload, &mut self.out);
+                    Ok(())
+                }
+                WsEvent::Close { code, .. } => {
+                    encode_close(code, "", &mut self.out);
+                    self.closing = true;
+                    break Err(CloseReason::PeerClosed);
+                }
+            };
+            if let Err(reason) = step {
+                break Err(reason);
+            }
+            if self.closing {
+                break Ok(());
+            }
+        };
+        input.drain(..pos.min(input.len()));
+        result
+    }
+
+    fn on_ws_message(&mut self, mut payload: &[u8], now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+        // Several packages in one frame are fine (pinus disconnects: fixed); a partial one is not.
+        while !payload.is_empty() {
+            match protocol::decode_package(payload, env.config.max_package_size) {
+                Ok(Some((package, used))) => {
+                    self.on_package(package.kind, package.body, now, env)?;
+                    payload = &payload[used..];
+                }
+                Ok(None) => return Err(CloseReason::ProtocolViolation("truncated package in websocket message")),
+                Err(err) => return Err(CloseReason::ProtocolViolation(err.as_str())),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_package(&mut self, kind: PackageType, body: &[u8], now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+        env.metrics.packages_in(1);
+        match (self.phase, kind) {
+            (Phase::Inited, PackageType::Handshake) => {
+                let sid = self.sid;
+                let handler = env.handler;
+                let mut config = HandshakeConfig::new();
+                if let Some(secs) = env.config.heartbeat_secs {
+                    config = config.with_heartbeat(secs);
+                }
+                if let Some(dict) = env.config.dictionary.as_deref() {
+                    config = config.with_dictionary(dict);
+                }
+                let reply = protocol::process_handshake(
+                    body,
+                    &config,
+                    |client_type, version| handler.check_client(client_type, version),
+                    |hs| handler.handshake(sid, hs.value()),
+                );
+                self.write_package(PackageType::Handshake, &reply.body);
+                if reply.is_ok() {
+                    self.phase = Phase::WaitAck;
+                    Ok(())
+                } else {
+                    Err(CloseReason::HandshakeRejected(reply.code.as_u16()))
+                }
+            }
+            (Phase::WaitAck, PackageType::HandshakeAck) => {
+                self.phase = Phase::Working;
+                self.deadline = None;
+                if let Some(timeout) = env.config.heartbeat_timeout {
+                    self.write_package(PackageType::Heartbeat, &[]);
+                    self.deadline = Some(now + timeout);
+                }
+                Ok(())
+            }
+            (Phase::Working, PackageType::Heartbeat) => {
+                if let Some(timeout) = env.config.heartbeat_timeout {
+                    self.write_package(PackageType::Heartbeat, &[]);
+                    self.deadline = Some(now + timeout);
+                }
+                Ok(())
+            }
+            (Phase::Working, PackageType::Data) => self.on_data(body, env),
+            (Phase::Working, PackageType::Kick) => Err(CloseReason::ProtocolViolation("client sent a KICK package")),
+            // Before the ack everything else is ignored, as is a repeated handshake or ack.
+            _ => Ok(()),
+        }
+    }
+
+    fn on_data(&mut self, body: &[u8], env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+        let msg = protocol::decode_message(body).map_err(|err| CloseReason::ProtocolViolation(err.as_str()))?;
+        let route = match msg.route {
+            Route::Name(name) => name,
+            Route::Code(code) => match env.config.dictionary.as_deref().and_then(|d| d.route(code)) {
+                Some(name) => name,
+                None => {
+                    log::warn!("gatehouse: session {}: unknown route code {code}, message dropped", self.sid);
+                    return Ok(());
+                }
+            },
+            Route::None => "",
+        };
+        match msg.kind {
+            MessageType::Request => {
+                if msg.id > env.config.max_message_id {
+                    return Err(CloseReason::ProtocolViolation("message id too large"));
+                }
+                if !route.contains('.') {
+                    log::warn!("gatehouse: session {}: route {route:?} has no server type, no response", self.sid);
+                    return Ok(());
+                }
+                let req = Request { sid: self.sid, id: msg.id, route, body: msg.body, service: env.service };
+                let body = match env.handler.request(req) {
+                    Response::Json(value) => serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec()),
+                    Response::Bytes(bytes) => bytes,
+                    Response::Deferred => return Ok(()),
+                };
+                self.respond(msg.id, &body, env);
+                Ok(())
+            }
+            MessageType::Notify => {
+                if !route.contains('.') {
+                    log::warn!("gatehouse: session {}: route {route:?} has no server type, ignored", self.sid);
+                    return Ok(());
+                }
+                env.handler.notify(Request { sid: self.sid, id: 0, route, body: msg.body, service: env.service });
+                Ok(())
+            }
+            MessageType::Response | MessageType::Push => {
+                Err(CloseReason::ProtocolViolation("client sent a response or push message"))
+            }
+        }
+    }
+
+    /// Sends a response through the shard inbox, so pushes the handler issued reach the
+    /// client first (pomelo's order). If the session was closed by the handler, nothing is
+    /// sent (as pinus); if the inbox is full, it is written directly.
+    fn respond(&mut self, id: u32, body: &[u8], env: &ConnEnv<'_>) {
+        let Ok(frame) = encode_response_frame(id, body) else {
+            log::warn!("gatehouse: session {}: response to {id} too large, dropped", self.sid);
+            return;
+        };
+        if let Err(err) = env.service.send_message(self.sid, frame) {
+            if err.kind == SendErrorKind::InboxFull {
+                let frame = err.into_frame();
+                self.push_frame(frame.as_bytes(), usize::MAX);
+            }
+        }
+    }
+
+    /// A frame from the inbox (a whole package).
+    pub(crate) fn push_frame(&mut self, frame: &[u8], limit: usize) -> Pushed {
+        if self.closing || self.phase != Phase::Working {
+            return Pushed::Dropped;
+        }
+        let pending = self.out.len() - self.out_pos;
+        if pending + frame.len() > limit {
+            return Pushed::OverLimit;
+        }
+        self.write_raw(frame);
+        Pushed::Queued
+    }
+
+    fn write_package(&mut self, kind: PackageType, body: &[u8]) {
+        if self.is_websocket() {
+            encode_binary_header(HEADER_LEN + body.len(), &mut self.out);
+        }
+        // Bodies written here are small server-made ones (handshake reply, heartbeat, kick).
+        let _ = protocol::encode_package(kind, body, &mut self.out);
+    }
+
+    fn write_raw(&mut self, package: &[u8]) {
+        if self.is_websocket() {
+            encode_binary_header(package.len(), &mut self.out);
+        }
+        self.out.extend_from_slice(package);
+    }
+
+    /// Starts closing: a KICK package if the reason has a text and the client is past the
+    /// handshake (pomelo sends none before), a WebSocket close frame, then nothing more.
+    pub(crate) fn begin_close(&mut self, reason: &CloseReason, now: Instant, linger: Duration) {
+        if self.closing {
+            return;
+        }
+        if let (Phase::Working, Some(text)) = (self.phase, reason.kick_message()) {
+            let mut body = Vec::with_capacity(text.len() + 16);
+            protocol::encode_kick_body(text, &mut body);
+            self.write_package(PackageType::Kick, &body);
+        }
+        if self.is_websocket() {
+            encode_close(Some(1000), "", &mut self.out);
+        }
+        self.closing = true;
+        self.deadline = Some(now + linger);
+    }
+
+    /// Checks the deadline: `Some(reason)` if it passed (for a closing connection: the linger
+    /// is over, drop it).
+    pub(crate) fn on_tick(&mut self, now: Instant) -> Option<CloseReason> {
+        match self.deadline {
+            Some(deadline) if now >= deadline => Some(match (self.closing, self.phase) {
+                (true, _) => CloseReason::Shutdown,
+                (false, Phase::Working) => CloseReason::HeartbeatTimeout,
+                (false, _) => CloseReason::HandshakeTimeout,
+            }),
+            _ => None,
+        }
+    }
+}
+
+
+/// A static description of a WebSocket violation, for the close reason.
+fn ws_error_text(err: WsError) -> &'static str {
+    match err {
+        WsError::ReservedBits => "websocket frame with reserved bits set",
+        WsError::ReservedOpcode(_) => "websocket frame with a reserved opcode",
+        WsError::Unmasked => "unmasked websocket frame from the client",
+        WsError::BadControlFrame => "malformed websocket control frame",
+        WsError::BadLength => "invalid websocket frame length",
+        WsError::UnexpectedContinuation | WsError::ExpectedContinuation => "broken websocket fragmentation",
+        WsError::BadClose => "malformed websocket close frame",
+        WsError::MessageTooBig => "websocket message too large",
+        WsError::InvalidUtf8 => "invalid utf-8 in websocket text",
+    }
+}

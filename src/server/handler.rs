@@ -1,0 +1,192 @@
+//! [`Handler`]: what the game implements — handshake checks, requests, notifies — and
+//! [`Responder`], for answering a request later from any thread.
+
+use crate::error::{SendError, SendErrorKind};
+use crate::frame::Frame;
+use crate::id::Sid;
+use crate::service::SessionService;
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+
+/// The application side of the connector. One instance serves every I/O thread, so it is
+/// `Send + Sync`; methods run on the I/O thread that owns the connection, so keep them short
+/// and hand long work to your own threads (answering later through a [`Responder`]).
+///
+/// # Examples
+///
+/// ```
+/// use gatehouse::server::{Handler, Request, Response};
+/// use serde_json::json;
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn request(&self, req: Request<'_>) -> Response {
+///         Response::Json(json!({"code": 200, "route": req.route(), "body": req.json()}))
+///     }
+/// }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// pomelo's `checkClient(type, version)`: `false` answers the handshake with code 501 and
+    /// closes the connection. A field the client left out is passed as `""`.
+    fn check_client(&self, client_type: &str, version: &str) -> bool {
+        let _ = (client_type, version);
+        true
+    }
+
+    /// pomelo's user `handshake` hook: `Ok(Some(v))` puts `v` in the reply's `user` field,
+    /// `Ok(None)` leaves it out, `Err(())` answers code 500 and closes the connection.
+    /// `handshake` is the whole JSON the client sent.
+    #[allow(clippy::result_unit_err)]
+    fn handshake(&self, sid: Sid, handshake: &Value) -> Result<Option<Value>, ()> {
+        let _ = (sid, handshake);
+        Ok(None)
+    }
+
+    /// A request (a message with an id): return the response now, or [`Response::Deferred`]
+    /// after taking a [`Responder`] with [`Request::responder`].
+    fn request(&self, req: Request<'_>) -> Response;
+
+    /// A notify (no id, no response).
+    fn notify(&self, req: Request<'_>) {
+        let _ = req;
+    }
+}
+
+/// What a [`Handler::request`] answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    /// A JSON body (serialised once, sent as the RESPONSE message's body).
+    Json(Value),
+    /// A body already encoded (for example protobuf or pre-serialised JSON).
+    Bytes(Vec<u8>),
+    /// The handler took a [`Responder`] and will answer later (or it dropped it: then a
+    /// warning is logged and the client gets no answer).
+    Deferred,
+}
+
+/// One incoming request or notify, borrowed from the connection's read buffer.
+pub struct Request<'a> {
+    pub(crate) sid: Sid,
+    pub(crate) id: u32,
+    pub(crate) route: &'a str,
+    pub(crate) body: &'a [u8],
+    pub(crate) service: &'a Arc<SessionService>,
+}
+
+impl<'a> Request<'a> {
+    /// The session this came from.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// The request id (0 for a notify).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The route, e.g. `connector.entryHandler.entry` (dictionary codes already resolved).
+    pub fn route(&self) -> &'a str {
+        self.route
+    }
+
+    /// The raw body bytes.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The body parsed as JSON; as in pomelo, a body that is not valid JSON reads as `{}`.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(self.body).unwrap_or_else(|_| Value::Object(Default::default()))
+    }
+
+    /// The session service (bind the session, push to users, kick…).
+    pub fn service(&self) -> &'a Arc<SessionService> {
+        self.service
+    }
+
+    /// A handle to answer this request later, from any thread. Return [`Response::Deferred`].
+    pub fn responder(&self) -> Responder {
+        Responder { service: self.service.clone(), sid: self.sid, id: self.id, done: false }
+    }
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("sid", &self.sid)
+            .field("id", &self.id)
+            .field("route", &self.route)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// Answers one request later, from any thread: `Send`, 32 bytes, one reference-count
+/// increment to create. The client matches the response by request id, so responses may go out
+/// in any order. Sending allocates only the encoded response.
+pub struct Responder {
+    service: Arc<SessionService>,
+    sid: Sid,
+    id: u32,
+    done: bool,
+}
+
+impl Responder {
+    /// The session the answer goes to.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// Sends a JSON response.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] if the session closed meanwhile or its inbox is full.
+    pub fn respond_json(self, body: &Value) -> Result<(), SendError> {
+        let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+        self.respond(&bytes)
+    }
+
+    /// Sends a response whose body is already encoded.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] if the session closed meanwhile or its inbox is full.
+    pub fn respond(mut self, body: &[u8]) -> Result<(), SendError> {
+        self.done = true;
+        let frame = encode_response_frame(self.id, body).map_err(|frame| SendError {
+            kind: SendErrorKind::UnknownSession,
+            frame,
+        })?;
+        self.service.send_message(self.sid, frame)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.done {
+            log::warn!(
+                "gatehouse: responder for request {} of session {} dropped without an answer",
+                self.id,
+                self.sid
+            );
+        }
+    }
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder").field("sid", &self.sid).field("id", &self.id).finish()
+    }
+}
+
+/// Encodes a RESPONSE DATA package as a frame (one allocation: the bytes). A body too large
+/// for a package gives back an empty frame as the error.
+pub(crate) fn encode_response_frame(id: u32, body: &[u8]) -> Result<Frame, Frame> {
+    let mut out = Vec::new();
+    match crate::protocol::encode_response(id, body, &mut out) {
+        Ok(()) => Ok(Frame::from(bytes::Bytes::from(out))),
+        Err(_) => Err(Frame::from_static(b"")),
+    }
+}

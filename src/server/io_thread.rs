@@ -1,0 +1,443 @@
+//! One I/O thread: a `mio::Poll`, the connections of one session shard, and its inbox.
+
+use crate::events::CloseReason;
+use crate::id::Sid;
+use crate::inbox::Command;
+use crate::server::conn::{ConnCore, ConnEnv, Pushed};
+use crate::server::{Shared, TICK};
+use crate::sync::Ordering;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(crate) const LISTENER: Token = Token(0);
+pub(crate) const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+const READ_BUF: usize = 64 * 1024;
+
+struct Conn {
+    core: ConnCore,
+    stream: TcpStream,
+    remote: SocketAddr,
+    /// WRITABLE interest is registered (only while output is pending).
+    writable: bool,
+    /// Queued in `IoThread::dirty` for this turn's flush.
+    dirty: bool,
+    /// Write side shut down after the last bytes went out; reading until EOF or the linger.
+    draining: bool,
+}
+
+pub(crate) struct IoThread {
+    index: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    conns: Slab<Conn>,
+    by_sid: HashMap<Sid, usize, ahash::RandomState>,
+    dirty: Vec<usize>,
+    to_close: Vec<(usize, CloseReason)>,
+    next_handoff: usize,
+    accept_retry: bool,
+    stopping: bool,
+}
+
+fn interrupted(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Interrupted
+}
+
+fn would_block(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+}
+
+impl IoThread {
+    pub(crate) fn new(
+        index: usize,
+        poll: Poll,
+        mut listener: Option<TcpListener>,
+        shared: Arc<Shared>,
+    ) -> io::Result<IoThread> {
+        if let Some(listener) = listener.as_mut() {
+            poll.registry().register(listener, LISTENER, Interest::READABLE)?;
+        }
+        Ok(IoThread {
+            index,
+            poll,
+            listener,
+            shared,
+            conns: Slab::with_capacity(1024),
+            by_sid: HashMap::with_capacity_and_hasher(1024, ahash::RandomState::new()),
+            dirty: Vec::with_capacity(1024),
+            to_close: Vec::new(),
+            next_handoff: 0,
+            accept_retry: false,
+            stopping: false,
+        })
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut buf = vec![0u8; READ_BUF];
+        let mut next_tick = Instant::now() + TICK;
+        let mut linger_until = None;
+        loop {
+            let timeout = if self.accept_retry { TICK / 10 } else { next_tick.saturating_duration_since(Instant::now()) };
+            if let Err(err) = self.poll.poll(&mut events, Some(timeout)) {
+                if !interrupted(&err) {
+                    log::error!("gatehouse: I/O thread {} poll failed: {err}", self.index);
+                    break;
+                }
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(now),
+                    WAKER => {}
+                    Token(t) => {
+                        let key = t - FIRST_CONN;
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read_ready(key, now, &mut buf);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            if self.accept_retry {
+                self.accept_all(now);
+            }
+            self.take_handoff(now);
+            self.drain_inbox(now);
+            self.flush_all(now);
+            if now >= next_tick {
+                self.check_deadlines(now, &mut buf);
+                next_tick = now + TICK;
+            }
+            if !self.stopping && self.shared.stopping.load(Ordering::Acquire) {
+                self.begin_shutdown();
+                linger_until = Some(now + self.shared.conn.close_linger);
+            }
+            if self.stopping && (self.conns.is_empty() || linger_until.is_some_and(|t| now >= t)) {
+                break;
+            }
+        }
+        // Whatever is left (linger expired) is dropped.
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.drop_conn(key);
+        }
+    }
+
+    fn metrics(&self) -> &crate::server::metrics::ThreadMetrics {
+        &self.shared.metrics[self.index]
+    }
+
+    // === accept ==============================================================================
+
+    fn accept_all(&mut self, now: Instant) {
+        self.accept_retry = false;
+        loop {
+            let Some(listener) = self.listener.as_ref() else { return };
+            match listener.accept() {
+                Ok((stream, addr)) => {
+                    let shared = &self.shared;
+                    if shared.connections.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
+                        shared.connections.fetch_sub(1, Ordering::AcqRel);
+                        shared.metrics[self.index].refused(1);
+                        log::warn!("gatehouse: refused {addr}: max_connections ({}) reached", shared.max_connections);
+                        drop(stream);
+                        continue;
+                    }
+                    let target = self.next_handoff % shared.wakers.len();
+                    self.next_handoff = self.next_handoff.wrapping_add(1);
+                    if target == self.index {
+                        self.register(stream, addr, now);
+                    } else {
+                        shared.handoff[target].lock().push((stream, addr));
+                        let _ = shared.wakers[target].wake();
+                    }
+                }
+                Err(err) if would_block(&err) => break,
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => {
+                    // EMFILE/ENFILE and the like: the pending connections stay in the backlog;
+                    // retry shortly instead of waiting for the next (edge-triggered) event.
+                    log::warn!("gatehouse: accept failed: {err}");
+                    self.accept_retry = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn take_handoff(&mut self, now: Instant) {
+        let handed = std::mem::take(&mut *self.shared.handoff[self.index].lock());
+        for (stream, addr) in handed {
+            self.register(stream, addr, now);
+        }
+    }
+
+    fn register(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
+        if self.stopping {
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let sid = match self.shared.service.create_in(self.index, Some(addr)) {
+            Ok(sid) => sid,
+            Err(err) => {
+                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                self.metrics().refused(1);
+                log::warn!("gatehouse: refused {addr}: {err}");
+                return;
+            }
+        };
+        let key = self.conns.vacant_key();
+        if let Err(err) = self.poll.registry().register(&mut stream, Token(key + FIRST_CONN), Interest::READABLE) {
+            log::warn!("gatehouse: cannot register {addr}: {err}");
+            self.shared.service.close(sid, CloseReason::Io(err.kind()));
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        self.conns.insert(Conn {
+            core: ConnCore::new(sid, now, &self.shared.conn),
+            stream,
+            remote: addr,
+            writable: false,
+            dirty: false,
+            draining: false,
+        });
+        self.by_sid.insert(sid, key);
+        self.metrics().accepted(1);
+        log::debug!("gatehouse: session {sid} connected from {addr}");
+    }
+
+    // === read ================================================================================
+
+    fn read_ready(&mut self, key: usize, now: Instant, buf: &mut [u8]) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else { return };
+            match conn.stream.read(buf) {
+                Ok(0) => {
+                    if conn.draining || conn.core.is_closing() {
+                        self.drop_conn(key);
+                    } else {
+                        self.close_conn(key, CloseReason::PeerClosed, now);
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    self.shared.metrics[self.index].bytes_in(n as u64);
+                    if conn.draining || conn.core.is_closing() {
+                        continue; // closing: discard what the client still sends
+                    }
+                    let env = ConnEnv {
+                        handler: &*self.shared.handler,
+                        service: &self.shared.service,
+                        config: &self.shared.conn,
+                        metrics: &self.shared.metrics[self.index],
+                    };
+                    let result = conn.core.on_input(&buf[..n], now, &env);
+                    let has_output = conn.core.has_output();
+                    if has_output {
+                        self.mark_dirty(key);
+                    }
+                    if let Err(reason) = result {
+                        self.close_conn(key, reason, now);
+                        return;
+                    }
+                }
+                Err(err) if would_block(&err) => return,
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => {
+                    self.close_conn(key, CloseReason::Io(err.kind()), now);
+                    return;
+                }
+            }
+        }
+    }
+
+    // === inbox ===============================================================================
+
+    fn drain_inbox(&mut self, now: Instant) {
+        let Some(inbox) = self.shared.service.inbox(self.index) else { return };
+        let metrics = &self.shared.metrics[self.index];
+        let (conns, by_sid, dirty, to_close) = (&mut self.conns, &self.by_sid, &mut self.dirty, &mut self.to_close);
+        let max_outbound = self.shared.conn.max_outbound_bytes;
+        let mut stale = 0u64;
+        inbox.drain(|cmd| match cmd {
+            Command::Send { sid, frame } => {
+                let Some(&key) = by_sid.get(&sid) else {
+                    stale += 1;
+                    return;
+                };
+                let conn = &mut conns[key];
+                match conn.core.push_frame(frame.as_bytes(), max_outbound) {
+                    Pushed::Queued => {
+                        metrics.frames_out(1);
+                        if !conn.dirty {
+                            conn.dirty = true;
+                            dirty.push(key);
+                        }
+                    }
+                    Pushed::Dropped => metrics.frames_dropped(1),
+                    Pushed::OverLimit => to_close.push((key, CloseReason::SlowConsumer)),
+                }
+            }
+            Command::Close { sid, reason } => {
+                if let Some(&key) = by_sid.get(&sid) {
+                    to_close.push((key, reason));
+                }
+            }
+        });
+        if stale > 0 {
+            inbox.record_stale(stale);
+            metrics.frames_dropped(stale);
+        }
+        let mut closes = std::mem::take(&mut self.to_close);
+        for (key, reason) in closes.drain(..) {
+            self.close_conn(key, reason, now);
+        }
+        self.to_close = closes;
+    }
+
+    // === close ===============================================================================
+
+    /// The one close path. Ends the session (if it still exists: `closed` fires there), then
+    /// either drops the socket at once (peer gone, I/O error) or starts a graceful close:
+    /// KICK package if the reason has a text, flush, shut down the write side, read until EOF
+    /// or the linger runs out.
+    fn close_conn(&mut self, key: usize, reason: CloseReason, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.core.is_closing() {
+            return;
+        }
+        let sid = conn.core.sid();
+        let remote = conn.remote;
+        self.shared.service.close(sid, reason.clone());
+        self.shared.metrics[self.index].close(&reason);
+        match &reason {
+            CloseReason::PeerClosed | CloseReason::Kicked(_) | CloseReason::KickedSilently | CloseReason::Removed => {
+                log::debug!("gatehouse: session {sid} ({remote}) closed: {reason}")
+            }
+            _ => log::info!("gatehouse: session {sid} ({remote}) closed: {reason}"),
+        }
+        if matches!(reason, CloseReason::PeerClosed | CloseReason::Io(_)) {
+            self.drop_conn(key);
+            return;
+        }
+        conn.core.begin_close(&reason, now, self.shared.conn.close_linger);
+        self.mark_dirty(key);
+    }
+
+    fn drop_conn(&mut self, key: usize) {
+        let Some(mut conn) = self.conns.try_remove(key) else { return };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.by_sid.remove(&conn.core.sid());
+        // A session still registered here (drop without close: shutdown linger) is closed now.
+        self.shared.service.close(conn.core.sid(), CloseReason::Shutdown);
+        self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.stopping = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let reason = match self.shared.shutdown_reason.lock().clone() {
+            Some(text) => CloseReason::Kicked(text),
+            None => CloseReason::Shutdown,
+        };
+        let sids: Vec<Sid> = self.conns.iter().map(|(_, c)| c.core.sid()).collect();
+        for sid in sids {
+            // Goes through the service (event, then the Close command drained below).
+            self.shared.service.close(sid, reason.clone());
+        }
+    }
+
+    // === write ===============================================================================
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    fn flush_all(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.dirty = false;
+                self.flush(key, now);
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    fn flush(&mut self, key: usize, now: Instant) {
+        let metrics = &self.shared.metrics[self.index];
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        while conn.core.has_output() {
+            match conn.stream.write(conn.core.output()) {
+                Ok(0) => break,
+                Ok(n) => {
+                    metrics.bytes_out(n as u64);
+                    metrics.write_calls(1);
+                    conn.core.consumed(n);
+                }
+                Err(err) if would_block(&err) => break,
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => {
+                    let reason = CloseReason::Io(err.kind());
+                    if conn.core.is_closing() {
+                        self.drop_conn(key);
+                    } else {
+                        self.close_conn(key, reason, now);
+                    }
+                    return;
+                }
+            }
+        }
+        let pending = conn.core.has_output();
+        if pending != conn.writable {
+            let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            let _ = self.poll.registry().reregister(&mut conn.stream, Token(key + FIRST_CONN), interest);
+            conn.writable = pending;
+        }
+        if !pending && conn.core.is_closing() && !conn.draining {
+            // Everything (the KICK included) is out: half-close and wait for the client's EOF,
+            // so unread input does not turn our close into a reset that could discard the KICK.
+            conn.draining = true;
+            if conn.stream.shutdown(Shutdown::Write).is_err() {
+                self.drop_conn(key);
+            }
+        }
+    }
+
+    // === timers ==============================================================================
+
+    fn check_deadlines(&mut self, now: Instant, _buf: &mut [u8]) {
+        for (key, conn) in self.conns.iter_mut() {
+            if let Some(reason) = conn.core.on_tick(now) {
+                self.to_close.push((key, reason));
+            }
+        }
+        let mut expired = std::mem::take(&mut self.to_close);
+        for (key, reason) in expired.drain(..) {
+            match self.conns.get(key) {
+                Some(conn) if conn.core.is_closing() => self.drop_conn(key), // linger over
+                Some(_) => self.close_conn(key, reason, now),
+                None => {}
+            }
+        }
+        self.to_close = expired;
+    }
+}

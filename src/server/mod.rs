@@ -1,0 +1,240 @@
+//! The pomelo connector: mio I/O threads serving pomelo's wire protocol over TCP and
+//! WebSocket on one port (pomelo's `hybridconnector`), multi-core and bounded.
+//!
+//! # Threads
+//!
+//! [`ServerBuilder::start`] binds the port and starts `io_threads` threads. Each owns one
+//! `mio::Poll`, one shard of the [`SessionService`] (its sessions' connections live on it) and
+//! that shard's inbox, whose `mio::Waker` it plugs in. Thread 0 also accepts: it hands each new
+//! socket to the threads in turn (its own included) through a small hand-off list and a wake.
+//!
+//! # One loop turn
+//!
+//! poll → accept / read every ready socket into one reused 64 KiB buffer and run each
+//! connection's protocol state machine ([`ConnCore`], sans-IO) → take handed-off sockets →
+//! drain the inbox (frames and closes from any thread, stale sids dropped and counted) →
+//! write every connection that has output, once, with everything queued for it → check
+//! deadlines every 100 ms.
+//!
+//! [`ConnCore`]: conn::ConnCore
+
+mod builder;
+mod conn;
+mod handler;
+mod io_thread;
+mod metrics;
+
+pub use builder::ServerBuilder;
+pub use handler::{Handler, Request, Responder, Response};
+pub use metrics::{CloseCounts, Metrics};
+
+#[doc(hidden)]
+pub use conn::{ConnConfig, ConnCore};
+
+use crate::service::SessionService;
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
+use io_thread::IoThread;
+use metrics::ThreadMetrics;
+use mio::net::{TcpListener, TcpStream};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Why a [`Server`] could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A builder setting is out of range.
+    Config(&'static str),
+    /// The session configuration was refused.
+    Session(crate::ConfigError),
+    /// Binding the port, creating a poll or spawning a thread failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(what) => write!(f, "invalid server config: {what}"),
+            ServerError::Session(err) => err.fmt(f),
+            ServerError::Io(err) => write!(f, "server i/o error: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Io(err) => Some(err),
+            ServerError::Session(err) => Some(err),
+            ServerError::Config(_) => None,
+        }
+    }
+}
+
+impl From<io::Error> for ServerError {
+    fn from(err: io::Error) -> Self {
+        ServerError::Io(err)
+    }
+}
+
+/// State shared by the I/O threads and the [`Server`] handle.
+pub(crate) struct Shared {
+    pub(crate) service: Arc<SessionService>,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) conn: ConnConfig,
+    pub(crate) max_connections: usize,
+    pub(crate) wakers: Vec<Arc<mio::Waker>>,
+    /// Sockets accepted by thread 0 for thread `i`.
+    pub(crate) handoff: Vec<Mutex<Vec<(TcpStream, SocketAddr)>>>,
+    pub(crate) metrics: Vec<ThreadMetrics>,
+    /// Live connections (all threads); checked at accept against `max_connections`.
+    pub(crate) connections: AtomicUsize,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) shutdown_reason: Mutex<Option<Arc<str>>>,
+}
+
+/// A running connector. Dropping it shuts it down (as [`Server::shutdown`] with no reason).
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// A builder with the defaults (see [`ServerBuilder`]).
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    fn start(builder: ServerBuilder, handler: Arc<dyn Handler>) -> Result<Server, ServerError> {
+        builder.validate()?;
+        let threads = builder.io_threads;
+        let session_config = builder.session.clone().shards(threads);
+        let service = match &builder.listener {
+            Some(listener) => SessionService::with_listener(session_config, listener.clone()),
+            None => SessionService::new(session_config),
+        }
+        .map_err(ServerError::Session)?;
+        let service = Arc::new(service);
+
+        let dictionary = if builder.dictionary.is_empty() {
+            None
+        } else {
+            let dict = crate::protocol::Dictionary::new(builder.dictionary.iter().map(String::as_str), std::iter::empty::<&str>())
+                .map_err(|_| ServerError::Config("dictionary has more than 65535 routes"))?;
+            Some(Arc::new(dict))
+        };
+        let listener = TcpListener::bind(builder.addr)?;
+        let local_addr = listener.local_addr()?;
+        let mut polls = Vec::with_capacity(threads);
+        let mut wakers = Vec::with_capacity(threads);
+        for shard in 0..threads {
+            let poll = mio::Poll::new()?;
+            let waker = Arc::new(mio::Waker::new(poll.registry(), io_thread::WAKER)?);
+            let inbox = service.inbox(shard).expect("one shard per I/O thread");
+            inbox.set_waker(waker.clone());
+            polls.push(poll);
+            wakers.push(waker);
+        }
+        let shared = Arc::new(Shared {
+            conn: ConnConfig::from_builder(&builder, dictionary),
+            service,
+            handler,
+            max_connections: builder.max_connections,
+            wakers,
+            handoff: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
+            metrics: (0..threads).map(|_| ThreadMetrics::default()).collect(),
+            connections: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            shutdown_reason: Mutex::new(None),
+        });
+
+        let mut listener = Some(listener);
+        let mut handles = Vec::with_capacity(threads);
+        for (index, poll) in polls.into_iter().enumerate() {
+            let io = IoThread::new(index, poll, listener.take(), shared.clone())?;
+            let spawned = std::thread::Builder::new()
+                .name(format!("gatehouse-io-{index}"))
+                .spawn(move || io.run());
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(err) => {
+                    let server = Server { shared, local_addr, threads: handles };
+                    drop(server); // stops the threads already started
+                    return Err(err.into());
+                }
+            }
+        }
+        log::info!("gatehouse: listening on {local_addr} (tcp + websocket), {threads} I/O thread(s)");
+        Ok(Server { shared, local_addr, threads: handles })
+    }
+
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The session service, shared with every thread of the application.
+    pub fn service(&self) -> &Arc<SessionService> {
+        &self.shared.service
+    }
+
+    /// Current counters, summed over the I/O threads.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = Metrics {
+            sessions: self.shared.service.sessions_count(),
+            bound_uids: self.shared.service.bound_uids_count(),
+            ..Metrics::default()
+        };
+        for t in &self.shared.metrics {
+            t.add_to(&mut m);
+        }
+        m
+    }
+
+    /// Graceful shutdown: stop accepting, close every session (with a KICK package carrying
+    /// `reason` if one is given; the `closed` event fires for each), flush what is queued,
+    /// wait up to the close linger for slow clients, and join the I/O threads.
+    pub fn shutdown(mut self, reason: Option<&str>) {
+        self.stop(reason);
+    }
+
+    fn stop(&mut self, reason: Option<&str>) {
+        if self.threads.is_empty() {
+            return;
+        }
+        *self.shared.shutdown_reason.lock() = reason.map(Arc::from);
+        self.shared.stopping.store(true, Ordering::Release);
+        for waker in &self.shared.wakers {
+            let _ = waker.wake();
+        }
+        for handle in self.threads.drain(..) {
+            if handle.join().is_err() {
+                log::error!("gatehouse: an I/O thread panicked");
+            }
+        }
+        log::info!("gatehouse: server on {} stopped", self.local_addr);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop(None);
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("io_threads", &self.shared.wakers.len())
+            .finish()
+    }
+}
+
+/// How long the I/O loop sleeps at most; deadlines are checked at this granularity.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
