@@ -14,7 +14,10 @@
 //!   then `m` rounds of pushes to every bound uid through `send_message_by_uid`, on `route`
 //!   (default `onPush`) with body `{"i":round,"p":"xxx…"}` (`size` × `x`), encoded once per
 //!   round, from a separate thread;
-//! * `connector.entryHandler.stats {}` → `{"code":200,"sessions":…,"bound":…,"rss":bytes}`.
+//! * `connector.entryHandler.stats {}` → `{"code":200,"sessions":…,"bound":…,"rss":bytes}`;
+//! * `connector.entryHandler.kick {uid?, reason?}` (not in pinus's test apps; for interop
+//!   tests) → `{"code":200}`, then kicks `uid` (default: the caller's session) with `reason`
+//!   (KICK package only when a reason is given).
 //!
 //! It runs until killed, or for `--seconds N` and then shuts down gracefully.
 
@@ -59,6 +62,25 @@ impl Handler for Gate {
                     let _ = responder.respond_json(&reply);
                     blast(&service, &uids, rounds, size, &route);
                 });
+                Response::Deferred
+            }
+            "connector.entryHandler.kick" => {
+                // Replies, then kicks: the reply is queued before the close, so it arrives
+                // first, then the KICK package (only if a reason was given), then the close.
+                let reason = body["reason"].as_str().map(str::to_owned);
+                let responder = req.responder();
+                let service = req.service().clone();
+                let target = body["uid"].as_str().map(str::to_owned);
+                let sid = req.sid();
+                let _ = responder.respond_json(&json!({"code": 200}));
+                match target {
+                    Some(uid) => {
+                        service.kick(&uid, reason.as_deref());
+                    }
+                    None => {
+                        service.kick_by_session_id(sid, reason.as_deref());
+                    }
+                }
                 Response::Deferred
             }
             "connector.entryHandler.stats" => Response::Json(json!({
