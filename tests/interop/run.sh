@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Interop test: third-party pomelo/pinus codecs (pinus-protocol@1.7.4 over TCP and ws 8, and the
+# official pomelo-jsclient-websocket@0.1.1 client) against the gatehouse example gate.
+#
+#   tests/interop/run.sh            # from anywhere; needs node >= 18, npm, cargo
+#
+# Steps: npm ci (npm install only when there is no lock) in tests/interop, cargo build
+# --example gate, start the gate on a free loopback port (--addr 127.0.0.1:0, the port read back
+# from its "gate: listening on ADDR (pid N)" line), run interop.js against it, stop the gate.
+# Exits with interop.js's status (non-zero on any failure here too).
+#
+# Environment: INTEROP_HEARTBEAT (gate --heartbeat seconds, default 1), INTEROP_TIMEOUT_MS
+# (per-step timeout of interop.js, default 3000), INTEROP_START_TIMEOUT (seconds to wait for the
+# gate's listening line, default 30), CARGO (default cargo).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+heartbeat="${INTEROP_HEARTBEAT:-1}"
+step_timeout="${INTEROP_TIMEOUT_MS:-3000}"
+start_timeout="${INTEROP_START_TIMEOUT:-30}"
+cargo="${CARGO:-cargo}"
+
+say() { printf 'run.sh: %s\n' "$*"; }
+die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+gate_pid=""
+workdir="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-interop.XXXXXX")"
+gate_log="$workdir/gate.log"
+
+cleanup() {
+    local status=$?
+    if [[ -n "$gate_pid" ]] && kill -0 "$gate_pid" 2>/dev/null; then
+        say "stopping gate (pid $gate_pid)"
+        kill -TERM "$gate_pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$gate_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$gate_pid" 2>/dev/null; then
+            say "gate (pid $gate_pid) still running after 5s: SIGKILL"
+            kill -KILL "$gate_pid" 2>/dev/null || true
+        fi
+        wait "$gate_pid" 2>/dev/null || true
+    fi
+    if [[ $status -ne 0 && -s "$gate_log" ]]; then
+        say "gate output (last 40 lines of $gate_log):"
+        tail -n 40 "$gate_log" | sed 's/^/  gate| /'
+    fi
+    rm -rf "$workdir"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+command -v node >/dev/null || die "node not found (node >= 18 required)"
+command -v npm >/dev/null || die "npm not found"
+command -v "$cargo" >/dev/null || die "$cargo not found"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[[ "$node_major" -ge 18 ]] || die "node $(node --version) is too old (>= 18 required)"
+say "node $(node --version), npm $(npm --version 2>/dev/null)"
+
+# 1. Node dependencies, exactly as locked.
+t0="$(now)"
+cd "$here"
+if [[ -f package-lock.json ]]; then
+    say "npm ci in $here"
+    npm ci --no-audit --no-fund
+else
+    say "no package-lock.json: npm install in $here"
+    npm install --no-audit --no-fund
+fi
+say "node dependencies ready in $(since "$t0")"
+
+# 2. The example gate (debug build).
+t0="$(now)"
+cd "$root"
+say "cargo build --example gate (in $root)"
+"$cargo" build --example gate
+target_dir="$("$cargo" metadata --format-version 1 --no-deps \
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
+gate_bin="$target_dir/debug/examples/gate"
+[[ -x "$gate_bin" ]] || die "built gate not found at $gate_bin"
+say "gate built in $(since "$t0"): $gate_bin"
+
+# 3. Start it on a free loopback port; --seconds bounds its life should this script be killed
+#    before its trap can run.
+say "starting gate: --addr 127.0.0.1:0 --heartbeat $heartbeat --seconds 600"
+"$gate_bin" --addr 127.0.0.1:0 --heartbeat "$heartbeat" --seconds 600 >"$gate_log" 2>&1 &
+gate_pid=$!
+addr=""
+deadline=$(( $(date +%s) + start_timeout ))
+while [[ -z "$addr" ]]; do
+    addr="$(sed -n 's/^gate: listening on \([^ ]*\) (pid [0-9]*)$/\1/p' "$gate_log" | head -n 1)"
+    [[ -n "$addr" ]] && break
+    kill -0 "$gate_pid" 2>/dev/null || { wait "$gate_pid" || true; die "gate exited before listening"; }
+    [[ $(date +%s) -lt $deadline ]] || die "no 'gate: listening on' line within ${start_timeout}s"
+    sleep 0.1
+done
+printed_pid="$(sed -n 's/^gate: listening on [^ ]* (pid \([0-9]*\))$/\1/p' "$gate_log" | head -n 1)"
+[[ "$printed_pid" == "$gate_pid" ]] || die "gate printed pid $printed_pid, started pid $gate_pid"
+host="${addr%:*}"
+port="${addr##*:}"
+say "gate listening on $host:$port (pid $gate_pid)"
+
+# 4. The interop checks.
+t0="$(now)"
+say "node interop.js $host $port --heartbeat $heartbeat --timeout $step_timeout"
+cd "$here"
+status=0
+node interop.js "$host" "$port" --heartbeat "$heartbeat" --timeout "$step_timeout" || status=$?
+say "interop.js finished in $(since "$t0") with status $status"
+if ! kill -0 "$gate_pid" 2>/dev/null; then
+    say "error: the gate is no longer running (crashed during the test?)"
+    [[ $status -ne 0 ]] || status=1
+fi
+exit "$status"
