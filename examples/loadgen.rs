@@ -84,6 +84,7 @@ usage: loadgen [--spawn-gate | --addr IP:PORT [--server-pid PID]] [options]
                           gate's listen backlog of 128, mio's default, so no SYN is dropped)
   --rounds M              blast rounds (default 100): clients x M pushes
   --size S                blast payload bytes (default 16)
+  --blast-runs B          blasts in a row; the median one is reported (default 3)
   --fanouts K             single-round blasts for the fan-out latency (default 20)
   --rate R                echo requests/s in the latency scenario (default 1000)
   --echo-conns C          connections sharing that rate (default 100)
@@ -111,6 +112,7 @@ struct Opts {
     connect_concurrency: usize,
     rounds: u64,
     size: usize,
+    blast_runs: usize,
     fanouts: usize,
     rate: u64,
     echo_conns: usize,
@@ -141,6 +143,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         connect_concurrency: 64,
         rounds: 100,
         size: 16,
+        blast_runs: 3,
         fanouts: 20,
         rate: 1000,
         echo_conns: 100,
@@ -197,6 +200,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             }
             "--rounds" => o.rounds = num("--rounds", value("--rounds")?)?,
             "--size" => o.size = num("--size", value("--size")?)?,
+            "--blast-runs" => o.blast_runs = num("--blast-runs", value("--blast-runs")?)?,
             "--fanouts" => o.fanouts = num("--fanouts", value("--fanouts")?)?,
             "--rate" => o.rate = num("--rate", value("--rate")?)?,
             "--echo-conns" => o.echo_conns = num("--echo-conns", value("--echo-conns")?)?,
@@ -247,6 +251,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         return Err("--window must be 1..=4096".into());
     }
     o.connect_concurrency = o.connect_concurrency.max(1);
+    o.blast_runs = o.blast_runs.clamp(1, 100);
     o.echo_conns = o.echo_conns.max(1);
     o.sat_conns = o.sat_conns.max(1);
     if let Some(addr) = o.addr {
@@ -2227,54 +2232,97 @@ fn scenario_blast(
     res: &mut Results,
 ) -> Result<(), String> {
     const S: &str = "blast";
-    pool.watch_server(server);
-    let me0 = self_cpu();
     let budget = push_budget(sessions, opts.rounds);
-    let run = run_blast(pool, opts.rounds, opts.size, budget)?;
-    let cpu = pool.server_cpu();
-    let me = self_cpu_since(&me0, server.tck);
-    let expected = run.uids * opts.rounds;
+    // Several blasts; the figures are those of the median one (by pushes/s): this VM is noisy.
+    struct One {
+        rate: f64,
+        run: PushRun,
+        lat: Vec<u64>,
+        cpu: Option<(u64, Duration)>,
+        me: Option<(u64, Duration)>,
+    }
+    let mut runs = Vec::new();
+    for _ in 0..opts.blast_runs {
+        pool.watch_server(server);
+        let me0 = self_cpu();
+        let run = run_blast(pool, opts.rounds, opts.size, budget)?;
+        let cpu = pool.server_cpu();
+        let me = self_cpu_since(&me0, server.tck);
+        let expected = run.uids * opts.rounds;
+        if run.got == 0 {
+            res.row(S, "delivered", "pushes delivered".into(), 0.0, "pushes");
+            return Err(format!("no push arrived within {budget:?}"));
+        }
+        if run.got < expected || run.got < run.target {
+            res.warnings.push(format!(
+                "blast: only {} of {expected} pushes arrived within {budget:?}",
+                run.got
+            ));
+        }
+        if run.uids as usize != sessions {
+            res.warnings.push(format!(
+                "blast: the gate pushed to {} uids, {sessions} clients are bound",
+                run.uids
+            ));
+        }
+        if run.bad > 0 {
+            res.warnings
+                .push(format!("blast: {} pushes without a round number", run.bad));
+        }
+        let mut lat: Vec<u64> = run
+            .arrivals
+            .iter()
+            .map(|a| a.saturating_sub(run.sent_ns))
+            .collect();
+        lat.sort_unstable();
+        let span = lat.last().copied().unwrap_or(0).max(1) as f64 / 1e9;
+        runs.push(One {
+            rate: run.got as f64 / span,
+            run,
+            lat,
+            cpu,
+            me,
+        });
+    }
+    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let (min, max) = match (runs.first(), runs.last()) {
+        (Some(a), Some(b)) => (a.rate, b.rate),
+        _ => return Ok(()),
+    };
+    let n = runs.len();
+    let One {
+        rate,
+        run,
+        lat,
+        cpu,
+        me,
+    } = runs.swap_remove(n / 2);
     res.row(
         S,
         "delivered",
         format!(
-            "pushes delivered (of {expected}: {} uids × {} rounds, {} B)",
-            run.uids, opts.rounds, opts.size
+            "pushes delivered (of {}: {} uids × {} rounds, {} B)",
+            run.uids * opts.rounds,
+            run.uids,
+            opts.rounds,
+            opts.size
         ),
         run.got as f64,
         "pushes",
     );
-    if run.got == 0 {
-        return Err(format!("no push arrived within {budget:?}"));
-    }
-    if run.got < expected || run.got < run.target {
-        res.warnings.push(format!(
-            "blast: only {} of {expected} pushes arrived within {budget:?}",
-            run.got
-        ));
-    }
-    if run.uids as usize != sessions {
-        res.warnings.push(format!(
-            "blast: the gate pushed to {} uids, {sessions} clients are bound",
-            run.uids
-        ));
-    }
-    if run.bad > 0 {
-        res.warnings
-            .push(format!("blast: {} pushes without a round number", run.bad));
-    }
-    let mut lat: Vec<u64> = run
-        .arrivals
-        .iter()
-        .map(|a| a.saturating_sub(run.sent_ns))
-        .collect();
-    lat.sort_unstable();
-    let span = lat.last().copied().unwrap_or(0) as f64 / 1e9;
     res.row(
         S,
         "pushes_per_s",
-        "delivered pushes/s (request → last push)".into(),
-        run.got as f64 / span,
+        if n > 1 {
+            format!(
+                "delivered pushes/s, median of {n} (min {}, max {})",
+                fmt_value(Some(min)),
+                fmt_value(Some(max))
+            )
+        } else {
+            "delivered pushes/s (request → last push)".into()
+        },
+        rate,
         "pushes/s",
     );
     res.row(
@@ -2688,7 +2736,7 @@ fn run(opts: &Opts) -> Result<bool, String> {
     let lifetime = Duration::from_secs(300)
         + Duration::from_secs_f64(opts.seconds * 3.0)
         + Duration::from_millis(opts.clients as u64 * 2)
-        + push_budget(opts.clients, opts.rounds)
+        + push_budget(opts.clients, opts.rounds) * opts.blast_runs as u32
         + push_budget(opts.clients, 1) * opts.fanouts as u32;
     let (mut gate, server) = if opts.spawn_gate {
         let (gate, addr) = spawn_gate(opts, lifetime)?;
@@ -2846,12 +2894,13 @@ fn settings_line(opts: &Opts, server: &Server, heartbeat: Option<u64>) -> String
         }
     };
     format!(
-        "server {} — {who}, heartbeat {}; clients {} on {} loadgen thread(s); blast {} rounds × {} B; \
+        "server {} — {who}, heartbeat {}; clients {} on {} loadgen thread(s); {} blast(s) of {} rounds × {} B; \
          {} fan-outs; echo {}/s over {} conns; saturation {} conns × {}; {} s per timed scenario",
         server.addr,
         heartbeat.map_or("off".into(), |h| format!("{h} s")),
         opts.clients,
         opts.client_threads,
+        opts.blast_runs,
         opts.rounds,
         opts.size,
         opts.fanouts,
@@ -2981,7 +3030,7 @@ fn print_json(
         "settings": {
             "clients": opts.clients, "client_threads": opts.client_threads,
             "connect_concurrency": opts.connect_concurrency, "rounds": opts.rounds,
-            "size": opts.size, "fanouts": opts.fanouts, "rate": opts.rate,
+            "size": opts.size, "blast_runs": opts.blast_runs, "fanouts": opts.fanouts, "rate": opts.rate,
             "echo_conns": opts.echo_conns, "seconds": opts.seconds, "sat_conns": opts.sat_conns,
             "window": opts.window,
         },
