@@ -26,6 +26,7 @@ use std::time::Duration;
 /// | `max_package_size` | 64 KiB | closed: `ProtocolViolation("package too large")`, before the body is buffered |
 /// | `max_outbound_bytes` | 1 MiB | closed: `SlowConsumer` (bytes queued for a client that does not read) |
 /// | `max_connections` | 100 000 | refused at accept: no session, no slot used, counted |
+/// | `listen_backlog` | 1 024 | the kernel drops further SYNs until accepts catch up (capped by `net.core.somaxconn`) |
 /// | `max_message_id` | 2³¹ − 1 | closed: `ProtocolViolation("message id too large")` |
 /// | `close_linger` | 5 s | a kicked connection whose KICK cannot be flushed is dropped |
 #[derive(Clone)]
@@ -38,6 +39,7 @@ pub struct ServerBuilder {
     pub(crate) max_package_size: usize,
     pub(crate) max_outbound_bytes: usize,
     pub(crate) max_connections: usize,
+    pub(crate) listen_backlog: u32,
     pub(crate) max_message_id: u32,
     pub(crate) close_linger: Duration,
     pub(crate) dictionary: Vec<String>,
@@ -56,6 +58,7 @@ impl Default for ServerBuilder {
             max_package_size: 64 * 1024,
             max_outbound_bytes: 1024 * 1024,
             max_connections: 100_000,
+            listen_backlog: 1024,
             max_message_id: i32::MAX as u32,
             close_linger: Duration::from_secs(5),
             dictionary: Vec::new(),
@@ -113,6 +116,13 @@ impl ServerBuilder {
     /// Connections held at once; further ones are refused at accept.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// Pending connections the kernel queues before `accept` (default 1024; mio's own default
+    /// of 128 drops SYNs when many clients connect at once).
+    pub fn listen_backlog(mut self, n: u32) -> Self {
+        self.listen_backlog = n;
         self
     }
 
@@ -198,6 +208,7 @@ impl fmt::Debug for ServerBuilder {
             .field("max_package_size", &self.max_package_size)
             .field("max_outbound_bytes", &self.max_outbound_bytes)
             .field("max_connections", &self.max_connections)
+            .field("listen_backlog", &self.listen_backlog)
             .field("max_message_id", &self.max_message_id)
             .field("close_linger", &self.close_linger)
             .field("dictionary", &self.dictionary.len())

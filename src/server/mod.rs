@@ -128,7 +128,7 @@ impl Server {
                 .map_err(|_| ServerError::Config("dictionary has more than 65535 routes"))?;
             Some(Arc::new(dict))
         };
-        let listener = TcpListener::bind(builder.addr)?;
+        let listener = bind_listener(builder.addr, builder.listen_backlog)?;
         let local_addr = listener.local_addr()?;
         let mut polls = Vec::with_capacity(threads);
         let mut wakers = Vec::with_capacity(threads);
@@ -234,6 +234,18 @@ impl fmt::Debug for Server {
             .field("io_threads", &self.shared.wakers.len())
             .finish()
     }
+}
+
+/// Binds the listening socket with an explicit backlog (mio's `bind` uses 128, which drops
+/// SYNs during login storms: the clients then wait a full second for the retransmit).
+fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// How long the I/O loop sleeps at most; deadlines are checked at this granularity.
