@@ -117,9 +117,17 @@ pub struct ConnCore {
     /// Handshake deadline, heartbeat deadline, or (closing) the linger deadline.
     deadline: Option<Instant>,
     closing: bool,
+    /// A WebSocket close frame is in the output (an echo of the client's, or an error code):
+    /// no second one may follow (RFC 6455 §5.5.1).
+    close_sent: bool,
+    /// `out` / `inbuf` held more than [`KEEP_CAPACITY`] bytes since the last tick: a busy
+    /// connection keeps its large buffer (no allocation per burst); an idle one gives it back.
+    out_busy: bool,
+    in_busy: bool,
 }
 
-/// Buffers above this are released once drained (a burst must not pin memory).
+/// Buffers above this are released once drained and unused for a whole tick (a burst must not
+/// pin memory, and a steady stream of bursts must not reallocate every time).
 const KEEP_CAPACITY: usize = 64 * 1024;
 
 impl ConnCore {
@@ -135,6 +143,9 @@ impl ConnCore {
             out_pos: 0,
             deadline: Some(now + config.handshake_timeout),
             closing: false,
+            close_sent: false,
+            out_busy: false,
+            in_busy: false,
         }
     }
 
@@ -177,12 +188,17 @@ impl ConnCore {
     pub fn consumed(&mut self, n: usize) {
         self.out_pos = (self.out_pos + n).min(self.out.len());
         if self.out_pos == self.out.len() {
+            self.out_busy |= self.out.len() > KEEP_CAPACITY;
             self.out_pos = 0;
-            if self.out.capacity() > KEEP_CAPACITY {
-                self.out = Vec::new();
-            } else {
-                self.out.clear();
-            }
+            self.out.clear();
+        } else if self.out_pos >= self.out.len() - self.out_pos {
+            // The written prefix is at least as long as what is pending: drop it. Otherwise a
+            // client that always leaves a little unread would make `out` grow without bound
+            // (appends go after the prefix) while the pending part stays under the limit.
+            // Each byte is moved at most once per time it was written: amortised O(1).
+            self.out_busy |= self.out.len() > KEEP_CAPACITY;
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
         }
     }
 
@@ -193,13 +209,18 @@ impl ConnCore {
             return Ok(());
         }
         self.inbuf.extend_from_slice(data);
+        self.in_busy |= self.inbuf.len() > KEEP_CAPACITY;
         let mut input = std::mem::take(&mut self.inbuf);
         let result = self.process(&mut input, now, env);
-        if input.is_empty() && input.capacity() > KEEP_CAPACITY {
-            input = Vec::new();
-        }
         self.inbuf = input;
-        result
+        result?;
+        // Replies written straight to the output (HEARTBEAT echoes, pongs, responses written
+        // directly when the inbox is full) count against the outbound limit like pushes do: a
+        // client that sends them and never reads must not grow the output without bound.
+        if self.out.len() - self.out_pos > env.config.max_outbound_bytes {
+            return Err(CloseReason::SlowConsumer);
+        }
+        Ok(())
     }
 
     fn process(&mut self, input: &mut Vec<u8>, now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
@@ -273,6 +294,7 @@ impl ConnCore {
                 Ok(decoded) => decoded,
                 Err(err) => {
                     encode_close(Some(err.close_code()), "", &mut self.out);
+                    self.close_sent = true;
                     break Err(CloseReason::ProtocolViolation(ws_error_text(err)));
                 }
             };
@@ -285,8 +307,10 @@ impl ConnCore {
                     Ok(())
                 }
                 WsEvent::Close { code, .. } => {
+                    // Echo the close; the I/O thread then closes the session (`PeerClosed`)
+                    // and flushes the echo before ending the connection.
                     encode_close(code, "", &mut self.out);
-                    self.closing = true;
+                    self.close_sent = true;
                     break Err(CloseReason::PeerClosed);
                 }
             };
@@ -455,6 +479,20 @@ impl ConnCore {
         self.out.extend_from_slice(package);
     }
 
+    /// Gives back a buffer above [`KEEP_CAPACITY`] that is empty and held no more than that
+    /// since the previous call (once per tick).
+    fn release_idle_buffers(&mut self) {
+        if !self.has_output() && self.out.capacity() > KEEP_CAPACITY && !self.out_busy {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_CAPACITY && !self.in_busy {
+            self.inbuf = Vec::new();
+        }
+        self.out_busy = false;
+        self.in_busy = false;
+    }
+
     /// Starts closing: a KICK package if the reason has a text and the client is past the
     /// handshake (pomelo sends none before), a WebSocket close frame, then nothing more.
     pub(crate) fn begin_close(&mut self, reason: &CloseReason, now: Instant, linger: Duration) {
@@ -466,8 +504,9 @@ impl ConnCore {
             protocol::encode_kick_body(text, &mut body);
             self.write_package(PackageType::Kick, &body);
         }
-        if self.is_websocket() {
+        if self.is_websocket() && !self.close_sent {
             encode_close(Some(1000), "", &mut self.out);
+            self.close_sent = true;
         }
         self.closing = true;
         self.deadline = Some(now + linger);
@@ -476,6 +515,7 @@ impl ConnCore {
     /// Checks the deadline: `Some(reason)` if it passed (for a closing connection: the linger
     /// is over, drop it).
     pub(crate) fn on_tick(&mut self, now: Instant) -> Option<CloseReason> {
+        self.release_idle_buffers();
         match self.deadline {
             Some(deadline) if now >= deadline => Some(match (self.closing, self.phase) {
                 (true, _) => CloseReason::Shutdown,

@@ -19,6 +19,9 @@ pub(crate) const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 const READ_BUF: usize = 64 * 1024;
+/// Reads per connection per loop turn (4 × 64 KiB): a client that sends as fast as the thread
+/// reads must not keep it from its other connections, its inbox and its timers.
+const READS_PER_TURN: usize = 4;
 
 struct Conn {
     core: ConnCore,
@@ -40,6 +43,9 @@ pub(crate) struct IoThread {
     conns: Slab<Conn>,
     by_sid: HashMap<Sid, usize, ahash::RandomState>,
     dirty: Vec<usize>,
+    /// Connections that hit `READS_PER_TURN` with input left: read again next turn (the
+    /// socket is edge-triggered, so no new event would come for what is already there).
+    reread: Vec<usize>,
     to_close: Vec<(usize, CloseReason)>,
     next_handoff: usize,
     accept_retry: bool,
@@ -72,6 +78,7 @@ impl IoThread {
             conns: Slab::with_capacity(1024),
             by_sid: HashMap::with_capacity_and_hasher(1024, ahash::RandomState::new()),
             dirty: Vec::with_capacity(1024),
+            reread: Vec::with_capacity(64),
             to_close: Vec::new(),
             next_handoff: 0,
             accept_retry: false,
@@ -84,8 +91,15 @@ impl IoThread {
         let mut buf = vec![0u8; READ_BUF];
         let mut next_tick = Instant::now() + TICK;
         let mut linger_until = None;
+        let mut rereading: Vec<usize> = Vec::with_capacity(64);
         loop {
-            let timeout = if self.accept_retry { TICK / 10 } else { next_tick.saturating_duration_since(Instant::now()) };
+            let timeout = if !self.reread.is_empty() {
+                std::time::Duration::ZERO
+            } else if self.accept_retry {
+                TICK / 10
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             if let Err(err) = self.poll.poll(&mut events, Some(timeout)) {
                 if !interrupted(&err) {
                     log::error!("gatehouse: I/O thread {} poll failed: {err}", self.index);
@@ -107,6 +121,10 @@ impl IoThread {
                         }
                     }
                 }
+            }
+            std::mem::swap(&mut self.reread, &mut rereading);
+            for key in rereading.drain(..) {
+                self.read_ready(key, now, &mut buf);
             }
             if self.accept_retry {
                 self.accept_all(now);
@@ -220,7 +238,7 @@ impl IoThread {
     // === read ================================================================================
 
     fn read_ready(&mut self, key: usize, now: Instant, buf: &mut [u8]) {
-        loop {
+        for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns.get_mut(key) else { return };
             match conn.stream.read(buf) {
                 Ok(0) => {
@@ -260,6 +278,8 @@ impl IoThread {
                 }
             }
         }
+        // Fair share used up with input possibly left: the next turn reads again.
+        self.reread.push(key);
     }
 
     // === inbox ===============================================================================
@@ -327,7 +347,14 @@ impl IoThread {
             }
             _ => log::info!("gatehouse: session {sid} ({remote}) closed: {reason}"),
         }
-        if matches!(reason, CloseReason::PeerClosed | CloseReason::Io(_)) {
+        // Peer gone or socket broken: drop at once, unless the peer only closed its side and
+        // bytes are still due to it (the echo of a WebSocket close): flush those first.
+        let peer_gone = match &reason {
+            CloseReason::Io(_) => true,
+            CloseReason::PeerClosed => !conn.core.has_output(),
+            _ => false,
+        };
+        if peer_gone {
             self.drop_conn(key);
             return;
         }
