@@ -116,6 +116,19 @@ impl UidIndex {
         true
     }
 
+    /// Copies up to `out.len()` of `uid`'s sids (bind order) into `out` and returns how many
+    /// the uid has in all (which may exceed what was copied); `None` if the uid is unknown.
+    /// The hot path of `send_message_by_uid`: one copy into a stack array, no reserve logic.
+    #[inline]
+    pub(crate) fn copy_sids(&self, uid: &str, out: &mut [Sid]) -> Option<usize> {
+        let hash = self.hash(uid);
+        let table = self.shard(hash).read();
+        let entry = table.find(hash, |e| e.uid.as_bytes() == uid.as_bytes())?;
+        let n = entry.sids.len().min(out.len());
+        out[..n].copy_from_slice(&entry.sids[..n]);
+        Some(entry.sids.len())
+    }
+
     /// Copies `uid`'s sids (bind order) into `out`; false if the uid is unknown.
     pub(crate) fn get_into(&self, uid: &str, out: &mut SidList) -> bool {
         let hash = self.hash(uid);

@@ -16,7 +16,6 @@ use crate::session::{
 use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
 use crate::uid::Uid;
 use serde_json::Value;
-use smallvec::SmallVec;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -493,16 +492,20 @@ impl SessionService {
     /// [`UidSendError::UnknownUid`] if no session is bound to `uid`;
     /// [`UidSendError::InboxFull`] if some sessions' inboxes were full (the others got it).
     pub fn send_message_by_uid(&self, uid: &str, frame: &Frame) -> Result<usize, UidSendError> {
-        let mut sids: SmallVec<[Sid; 8]> = SmallVec::new();
-        {
+        let mut inline = [Sid::from_raw(0); 8];
+        let total = self.index.copy_sids(uid, &mut inline).ok_or(UidSendError::UnknownUid)?;
+        let spilled: Vec<Sid>;
+        let sids: &[Sid] = if total <= inline.len() {
+            &inline[..total]
+        } else {
+            // More than eight sessions for one uid: the one allocating case.
             let mut list = SidList::new();
-            if !self.index.get_into(uid, &mut list) {
-                return Err(UidSendError::UnknownUid);
-            }
-            sids.extend_from_slice(&list);
-        }
+            self.index.get_into(uid, &mut list);
+            spilled = list.into_vec();
+            &spilled
+        };
         let mut refused = 0;
-        for &sid in &sids {
+        for &sid in sids {
             let pushed = self
                 .shard_of(sid)
                 .map(|s| s.inbox.push_send(sid, frame.clone()));
@@ -545,27 +548,31 @@ impl SessionService {
     }
 
     fn visit(&self, bound_only: bool, mut f: impl FnMut(Sid, Option<&Uid>)) {
-        let mut chunk: SmallVec<[(Sid, Option<Uid>); VISIT_CHUNK]> = SmallVec::new();
+        // A fixed array reused for every chunk: overwriting an entry drops the previous uid
+        // (a no-op for inline ones), with none of a growable vector's bookkeeping.
+        let mut chunk: [(Sid, Option<Uid>); VISIT_CHUNK] = std::array::from_fn(|_| (Sid::from_raw(0), None));
         for shard in self.shards.iter() {
             let mut slot = 0;
             loop {
+                let mut n = 0;
                 {
                     let registry = shard.registry.read();
                     let end = registry.high_water();
-                    while slot < end && chunk.len() < VISIT_CHUNK {
+                    while slot < end && n < VISIT_CHUNK {
                         if let Some(e) = registry.at(slot) {
                             if !bound_only || e.uid.is_some() {
-                                chunk.push((e.sid, e.uid.clone()));
+                                chunk[n] = (e.sid, e.uid.clone());
+                                n += 1;
                             }
                         }
                         slot += 1;
                     }
-                    if chunk.is_empty() && slot >= end {
+                    if n == 0 && slot >= end {
                         break;
                     }
                 }
-                for (sid, uid) in chunk.drain(..) {
-                    f(sid, uid.as_ref());
+                for (sid, uid) in &chunk[..n] {
+                    f(*sid, uid.as_ref());
                 }
             }
         }
