@@ -169,6 +169,15 @@ impl Inbox {
         n
     }
 
+    /// For the consumer, at the start of a loop turn that ends in [`drain`](Self::drain): marks
+    /// a wake-up as already pending, so producers skip [`Wake::wake`] until that drain re-arms
+    /// the flag. Their commands are not stranded: the drain's re-arm reads the flag after any
+    /// such push (both are read-modify-writes) and then pops it. Saves the I/O thread waking
+    /// itself (an `eventfd` write and an extra `epoll_wait`) for every response it queues.
+    pub fn hold_wake(&self) {
+        self.wake_pending.swap(true, Ordering::AcqRel);
+    }
+
     /// True if a wake-up was issued and not yet consumed by a drain. A consumer without a
     /// waker can poll this.
     pub fn wake_pending(&self) -> bool {

@@ -107,6 +107,11 @@ impl IoThread {
                 }
             }
             let now = Instant::now();
+            // This turn drains the inbox below: responses and pushes queued meanwhile (by this
+            // thread's handlers or by others) need no wake-up.
+            if let Some(inbox) = self.shared.service.inbox(self.index) {
+                inbox.hold_wake();
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
