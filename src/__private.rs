@@ -3,6 +3,61 @@
 //! **Not part of the public API and outside semver**: anything here may change or vanish in
 //! any release.
 
+/// Hooks for the loom models in `loom-tests/` (built only with `--cfg gatehouse_loom`, see
+/// `bin/loom.sh`): they reach the inbox below the [`SessionService`](crate::SessionService)
+/// façade, so the wake-up protocol can be checked on its own.
+#[cfg(gatehouse_loom)]
+pub mod loom {
+    use crate::events::CloseReason;
+    use crate::frame::Frame;
+    use crate::id::Sid;
+    use crate::inbox::Inbox;
+
+    /// A standalone inbox of `capacity` commands, as one shard has.
+    pub fn inbox(capacity: usize) -> Inbox {
+        Inbox::new(capacity)
+    }
+
+    /// What `SessionService::send_message` does after its registry check.
+    pub fn push_send(inbox: &Inbox, sid: Sid, frame: Frame) -> Result<(), Frame> {
+        inbox.push_send(sid, frame)
+    }
+
+    /// What `SessionService::close` does after the `closed` event.
+    pub fn push_close(inbox: &Inbox, sid: Sid, reason: CloseReason) {
+        inbox.push_close(sid, reason)
+    }
+
+    /// A sid with the given fields (the models need distinct sids without a service).
+    pub fn sid(seq: u64, shard: usize, slot: usize) -> Sid {
+        Sid::new(seq, shard, slot)
+    }
+
+    /// Which `gatehouse_loom_mutant` this build carries, if any (so a model run can say what
+    /// it ran against).
+    pub const MUTANT: Option<&str> = mutant();
+
+    const fn mutant() -> Option<&'static str> {
+        macro_rules! pick {
+            ($($name:literal),*) => {
+                $(if cfg!(gatehouse_loom_mutant = $name) { return Some($name); })*
+            };
+        }
+        pick!(
+            "rearm_after_drain",
+            "spill_ignores_unknown_uid",
+            "drain_overflow_last",
+            "skip_generation_check",
+            "conn_table_skip_generation_check",
+            "split_single_session_check",
+            "split_index_remove",
+            "unindex_whole_uid",
+            "unindex_before_detach"
+        );
+        None
+    }
+}
+
 // ws
 /// The WebSocket codec (sniffing, upgrade, frames) and its fuzz entry points.
 #[doc(hidden)]

@@ -1,6 +1,7 @@
 //! [`MemoryDriver`]: an in-memory transport that drains the inboxes and records what each
 //! session would have received.
 
+use crate::conn_table::ConnTable;
 use crate::error::CreateError;
 use crate::events::CloseReason;
 use crate::frame::Frame;
@@ -17,8 +18,10 @@ use std::sync::Arc;
 ///
 /// It applies the transport contract exactly: a `Send` reaches a connection only if a
 /// connection with that very sid is open (otherwise it is dropped and counted as stale), and a
-/// `Close` ends the connection after everything queued before it. Use it in tests, or as the
-/// reference for writing your own transport.
+/// `Close` ends the connection after everything queued before it. Open connections live in one
+/// [`ConnTable`] per shard, the lookup a real transport uses; closed ones are kept (for
+/// [`received`](Self::received) and friends) until [`forget_closed`](Self::forget_closed).
+/// Use it in tests, or as the reference for writing your own transport.
 ///
 /// # Examples
 ///
@@ -39,7 +42,10 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct MemoryDriver {
     service: Arc<SessionService>,
-    conns: HashMap<Sid, MemoryConn>,
+    /// Open connections, one table per shard: the transport-side generation check.
+    open: Vec<ConnTable<MemoryConn>>,
+    /// Connections the transport closed, kept for inspection.
+    closed: HashMap<Sid, MemoryConn>,
     stale: u64,
 }
 
@@ -55,9 +61,13 @@ pub struct MemoryConn {
 impl MemoryDriver {
     /// A driver for `service`'s shards.
     pub fn new(service: Arc<SessionService>) -> MemoryDriver {
+        let open = (0..service.config().shard_count())
+            .map(|_| ConnTable::new())
+            .collect();
         MemoryDriver {
             service,
-            conns: HashMap::new(),
+            open,
+            closed: HashMap::new(),
             stale: 0,
         }
     }
@@ -74,7 +84,7 @@ impl MemoryDriver {
     /// Whatever [`SessionService::create`] refuses.
     pub fn connect(&mut self, remote: Option<SocketAddr>) -> Result<Sid, CreateError> {
         let sid = self.service.create(remote)?;
-        self.conns.insert(sid, MemoryConn::default());
+        self.open[sid.shard()].insert(sid, MemoryConn::default());
         Ok(sid)
     }
 
@@ -91,15 +101,16 @@ impl MemoryDriver {
                 continue;
             };
             let mut stale = 0;
-            let conns = &mut self.conns;
+            let (open, closed) = (&mut self.open[shard], &mut self.closed);
             handled += inbox.drain(|cmd| match cmd {
-                Command::Send { sid, frame } => match conns.get_mut(&sid) {
-                    Some(conn) if conn.closed.is_none() => conn.frames.push(frame),
-                    _ => stale += 1,
+                Command::Send { sid, frame } => match open.get_mut(sid) {
+                    Some(conn) => conn.frames.push(frame),
+                    None => stale += 1,
                 },
                 Command::Close { sid, reason } => {
-                    if let Some(conn) = conns.get_mut(&sid) {
-                        conn.closed.get_or_insert(reason);
+                    if let Some(mut conn) = open.remove(sid) {
+                        conn.closed = Some(reason);
+                        closed.insert(sid, conn);
                     }
                 }
             });
@@ -113,25 +124,31 @@ impl MemoryDriver {
 
     /// Frames delivered to `sid` so far (empty if unknown).
     pub fn received(&self, sid: Sid) -> &[Frame] {
-        self.conns.get(&sid).map_or(&[], |c| &c.frames)
+        self.connection(sid).map_or(&[], |c| &c.frames)
     }
 
     /// Takes and clears the frames delivered to `sid`.
     pub fn take_received(&mut self, sid: Sid) -> Vec<Frame> {
-        self.conns
-            .get_mut(&sid)
-            .map(|c| std::mem::take(&mut c.frames))
+        // Closed records first (a sid is in one place or the other), so inspecting a closed
+        // sid never goes through the open table's generation check.
+        let conn = match self.closed.get_mut(&sid) {
+            Some(conn) => Some(conn),
+            None => self.open.get_mut(sid.shard()).and_then(|t| t.get_mut(sid)),
+        };
+        conn.map(|c| std::mem::take(&mut c.frames))
             .unwrap_or_default()
     }
 
     /// The connection's record, if it was connected through this driver.
     pub fn connection(&self, sid: Sid) -> Option<&MemoryConn> {
-        self.conns.get(&sid)
+        self.closed
+            .get(&sid)
+            .or_else(|| self.open.get(sid.shard()).and_then(|t| t.get(sid)))
     }
 
     /// Why the transport closed `sid`, once it did.
     pub fn close_reason(&self, sid: Sid) -> Option<&CloseReason> {
-        self.conns.get(&sid)?.closed.as_ref()
+        self.connection(sid)?.closed.as_ref()
     }
 
     /// The KICK package text `sid`'s client received, if any.
@@ -146,6 +163,6 @@ impl MemoryDriver {
 
     /// Forgets closed connections' records (keeps memory flat in long tests).
     pub fn forget_closed(&mut self) {
-        self.conns.retain(|_, c| c.closed.is_none());
+        self.closed.clear();
     }
 }

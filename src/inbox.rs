@@ -23,18 +23,22 @@
 //!
 //! Sends that find the queue full are refused and handed back to the caller. A close cannot be
 //! refused (the session already left the registry), so a close that finds the queue full goes
-//! to a small overflow list that the consumer drains *after* the queue; every send queued
-//! before that close is then already ahead of it, so the KICK still follows them. Closes are at
-//! most one per session, so the list is bounded by the number of sessions.
+//! to a small overflow list. The consumer takes that list *before* it pops the queue and hands
+//! it over *after* the queue is empty: every send queued before a close it took was pushed
+//! before that close, so it is already in the queue and comes out first — the KICK still
+//! follows it. (Taking the list after the pops instead lets a send and its close that both land
+//! after the last pop come out close-first, and the transport then drops the accepted send as
+//! stale; the loom model `inbox_close_overflow` found that, and the mutant
+//! `gatehouse_loom_mutant="drain_overflow_last"` keeps it caught.) Closes are at most one per
+//! session, so the list is bounded by the number of sessions.
 //!
 //! [`MemoryDriver`]: crate::MemoryDriver
 
 use crate::events::CloseReason;
 use crate::frame::Frame;
 use crate::id::Sid;
-use crate::sync::{Arc, ArrayQueue, AtomicBool, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, ArrayQueue, AtomicBool, AtomicU64, Mutex, OnceLock, Ordering};
 use std::fmt;
-use std::sync::OnceLock;
 
 /// An outbound command for the transport that owns a session's connection.
 #[derive(Debug, Clone)]
@@ -154,11 +158,17 @@ impl Inbox {
     pub fn drain(&self, mut f: impl FnMut(Command)) -> usize {
         #[cfg(not(gatehouse_loom_mutant = "rearm_after_drain"))]
         self.wake_pending.swap(false, Ordering::AcqRel);
+        // Overflowed closes are taken before the pops (see "Close commands never get lost").
+        #[cfg(not(gatehouse_loom_mutant = "drain_overflow_last"))]
+        let overflow = std::mem::take(&mut *self.overflow.lock());
         let mut n = 0;
         while let Some(cmd) = self.queue.pop() {
             f(cmd);
             n += 1;
         }
+        // Seeded bug for the loom models: taking the overflow after the pops lets a close
+        // overtake a send queued before it.
+        #[cfg(gatehouse_loom_mutant = "drain_overflow_last")]
         let overflow = std::mem::take(&mut *self.overflow.lock());
         n += overflow.len();
         overflow.into_iter().for_each(&mut f);

@@ -73,6 +73,9 @@ impl UidIndex {
                 if single {
                     return Err(Occupied);
                 }
+                // (The seeded mutant checks in the caller, in a separate critical section.)
+                #[cfg(gatehouse_loom_mutant = "split_single_session_check")]
+                let _ = single;
                 sids.push(sid);
                 Ok(true)
             }
@@ -109,9 +112,30 @@ impl UidIndex {
         let Some(pos) = sids.iter().position(|s| *s == sid) else {
             return false;
         };
-        sids.remove(pos); // keeps bind order
+        // Keeps bind order.
+        #[cfg(not(gatehouse_loom_mutant = "unindex_whole_uid"))]
+        sids.remove(pos);
+        // Seeded bug for the loom models: drop every session of the uid, not just this one.
+        #[cfg(gatehouse_loom_mutant = "unindex_whole_uid")]
+        {
+            let _ = pos;
+            sids.clear();
+        }
+        #[cfg(not(gatehouse_loom_mutant = "split_index_remove"))]
         if sids.is_empty() {
             occupied.remove();
+        }
+        // Seeded bug for the loom models: drop the emptied entry in a second critical section,
+        // so a reader in between finds the uid with no sessions.
+        #[cfg(gatehouse_loom_mutant = "split_index_remove")]
+        {
+            drop(table);
+            let mut table = self.shard(hash).write();
+            if let Ok(entry) = table.find_entry(hash, |e| e.uid == *uid) {
+                if entry.get().sids.is_empty() {
+                    entry.remove();
+                }
+            }
         }
         true
     }

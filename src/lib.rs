@@ -57,6 +57,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
+mod conn_table;
 mod driver;
 mod error;
 mod events;
@@ -82,6 +83,7 @@ pub mod __private;
 
 // The public interface is:
 pub use config::{ConfigError, SessionConfig};
+pub use conn_table::ConnTable;
 pub use driver::{MemoryConn, MemoryDriver};
 pub use error::{
     BindError, CreateError, SendError, SendErrorKind, UidSendError, UnbindError, UnknownSession,

@@ -29,7 +29,10 @@ impl Registry {
     pub(crate) fn get(&self, sid: Sid) -> Option<&SessionEntry> {
         #[cfg(not(gatehouse_loom_mutant = "skip_generation_check"))]
         return self.slab.get(sid.slot()).filter(|e| e.sid == sid);
-        // Seeded bug for the loom models: trust the slot alone.
+        // Seeded bug for the loom models: trust the slot alone. Stale *sends* still reach no
+        // one (the transport's `ConnTable` checks the sid again; it has its own mutant), but a
+        // stale close then removes the session that reused the slot: loom-tests'
+        // `stale_sid_after_slot_reuse` catches that.
         #[cfg(gatehouse_loom_mutant = "skip_generation_check")]
         return self.slab.get(sid.slot());
     }

@@ -409,7 +409,19 @@ impl SessionService {
     }
 
     /// Takes a session out of the registry and the index.
+    #[cfg_attr(
+        gatehouse_loom_mutant = "unindex_before_detach",
+        allow(unreachable_code)
+    )]
     fn detach(&self, sid: Sid) -> Option<SessionEntry> {
+        // Seeded bug for the loom models: unindex by the uid read in an earlier critical
+        // section, so a bind landing in between stays indexed for a dead session.
+        #[cfg(gatehouse_loom_mutant = "unindex_before_detach")]
+        if let Some(uid) = self.get(sid).and_then(|info| info.uid) {
+            self.index.remove(uid.as_str(), sid);
+        }
+        #[cfg(gatehouse_loom_mutant = "unindex_before_detach")]
+        return self.shard_of(sid)?.registry.write().remove(sid);
         let entry = self.shard_of(sid)?.registry.write().remove(sid)?;
         if let Some(uid) = &entry.uid {
             self.index.remove(uid.as_str(), sid);
@@ -500,6 +512,14 @@ impl SessionService {
         } else {
             // More than eight sessions for one uid: the one allocating case.
             let mut list = SidList::new();
+            // A second lookup: the uid may have lost all its sessions since the first one
+            // (found by loom-tests' `send_by_uid_spilled_racing_kick`: it returned `Ok(0)`).
+            #[cfg(not(gatehouse_loom_mutant = "spill_ignores_unknown_uid"))]
+            if !self.index.get_into(uid, &mut list) {
+                return Err(UidSendError::UnknownUid);
+            }
+            // Seeded bug for the loom models: the unchecked second lookup.
+            #[cfg(gatehouse_loom_mutant = "spill_ignores_unknown_uid")]
             self.index.get_into(uid, &mut list);
             spilled = list.into_vec();
             &spilled

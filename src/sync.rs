@@ -147,6 +147,11 @@ mod imp {
 
 pub(crate) use imp::*;
 
+/// A write-once cell (the inbox's waker). std's in both builds: loom has no `OnceLock`. It is
+/// set once, before the consumer relies on wake-ups (see `Inbox::set_waker`), and the loom
+/// models set it before they spawn threads, so its internals need no modelling.
+pub(crate) use std::sync::OnceLock;
+
 /// Pads and aligns a value to the cache line size, so shards written by different threads do
 /// not share a line. Not a synchronisation primitive, so it is the same type under loom.
 pub(crate) use crossbeam_utils::CachePadded;

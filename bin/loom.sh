@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Model-checks gatehouse's concurrent protocols with loom (loom-tests/), then proves the models
+# bite: each seeded mutant (a `gatehouse_loom_mutant` cfg, a no-op in normal builds) is built
+# and run against the model that must catch it, and this script FAILS if any mutant survives.
+#
+# usage: bin/loom.sh                 models, then every mutant (what CI runs)
+#        bin/loom.sh --no-mutants    models only
+#        bin/loom.sh --mutants-only  mutants only
+#        bin/loom.sh [...] -- ARGS   extra libtest ARGS for the model run (e.g. a test name)
+#
+# env:   LOOM_MAX_PREEMPTIONS (default 3), LOOM_MAX_BRANCHES, LOOM_LOG, LOOM_LOCATION,
+#        LOOM_CHECKPOINT_FILE: passed to loom as usual.
+#
+# Debug a failing model: LOOM_LOG=trace LOOM_LOCATION=1 bin/loom.sh --no-mutants -- NAME
+#
+# Cost (2 cores): one unoptimised build of loom + gatehouse + dependencies per cfg set (the
+# models, and each of the 9 mutants: RUSTFLAGS is part of every artifact's hash), ~23 s of CPU
+# each, kept side by side in loom-tests/target so warm re-runs only run the models (~5 s).
+# Cold: ~2-3 min on an idle 2-core machine.
+set -euo pipefail
+cd "$(dirname "$0")/../loom-tests"
+
+models=1
+mutants=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --no-mutants) mutants=0 ;;
+    --mutants-only) models=0 ;;
+    --) shift; break ;;
+    *) echo "bin/loom.sh: unknown argument '$1' (see the header of this script)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
+# Its own target dir (also when the caller exported CARGO_TARGET_DIR): loom builds never
+# touch the main build cache, and each cfg set keeps its artifacts there.
+export CARGO_TARGET_DIR="$PWD/target"
+BASE_FLAGS="--cfg gatehouse_loom -C debug-assertions"
+# An explicit --target keeps RUSTFLAGS off build scripts and proc-macros, so those are built
+# once and shared by every cfg set instead of once per mutant (~40% of a mutant's build).
+TARGET=(--target "$(rustc -vV | sed -n 's/^host: //p')")
+START=$SECONDS
+
+lock_hint() {
+    echo "bin/loom.sh: build failed. If the root crate's dependencies changed, refresh this" >&2
+    echo "  workspace's lock file: (cd loom-tests && cargo update -w) and commit loom-tests/Cargo.lock" >&2
+}
+
+if [ "$models" = 1 ]; then
+    echo "=== loom: models (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS)"
+    export RUSTFLAGS="$BASE_FLAGS"
+    cargo test --release --locked "${TARGET[@]}" --no-run || { lock_hint; exit 1; }
+    # --test-threads=1: each model reports its own wall time; they take ~2 s in total.
+    cargo test --release --locked "${TARGET[@]}" -- --nocapture --test-threads=1 "$@"
+    echo "=== loom: models passed ($((SECONDS - START))s so far)"
+fi
+
+if [ "$mutants" = 1 ]; then
+    # mutant | test file | model that must catch it | what its failure must say (ERE)
+    # (A mutant may have several rows; its build is shared.)
+    MUTANTS=(
+        "rearm_after_drain|inbox|inbox_coalesced_wake|deadlock"
+        "rearm_after_drain|inbox|inbox_close_overflow|stranded without a pending wake|deadlock"
+        "rearm_after_drain|inbox|inbox_hold_wake|deadlock"
+        "drain_overflow_last|inbox|inbox_close_overflow|the close overtook a send accepted before it"
+        "conn_table_skip_generation_check|stale_sid|stale_sid_after_slot_reuse|a frame for .* reached"
+        "skip_generation_check|stale_sid|stale_sid_after_slot_reuse|a stale close of .* removed"
+        "split_single_session_check|bind|single_session_bind_race|exactly one bind must win"
+        "unindex_before_detach|bind|bind_two_uids_racing_close|index outlived the session|not live|while the index still lists it"
+        "split_index_remove|index|index_readers_never_torn|torn uid lookup|sent to 0 sessions"
+        "spill_ignores_unknown_uid|index|send_by_uid_spilled_racing_kick|sent to 0 sessions"
+        "unindex_whole_uid|kick|kick_racing_bind|does not list it there"
+    )
+    survived=()
+    for row in "${MUTANTS[@]}"; do
+        IFS='|' read -r mutant file model expect <<<"$row"
+        echo "=== loom: mutant $mutant -> $file::$model"
+        export RUSTFLAGS="$BASE_FLAGS --cfg gatehouse_loom_mutant=\"$mutant\""
+        # The build must succeed: a mutant that does not compile proves nothing.
+        t0=$SECONDS
+        cargo test --release --locked "${TARGET[@]}" -q --test "$file" --no-run || { lock_hint; exit 1; }
+        log="$CARGO_TARGET_DIR/loom-mutant-$mutant-$model.log"
+        set +e
+        cargo test --release --locked "${TARGET[@]}" -q --test "$file" -- --exact "$model" --nocapture >"$log" 2>&1
+        status=$?
+        set -e
+        if ! grep -q "loom model $model: checking (mutant $mutant)" "$log"; then
+            echo "!!! mutant $mutant: the model did not run against it (log: $log):"
+            tail -20 "$log"
+            survived+=("$mutant($model)")
+        elif [ "$status" = 0 ]; then
+            echo "!!! mutant $mutant SURVIVED: $model passed against it (log: $log)"
+            survived+=("$mutant($model)")
+        elif grep -Eq "$expect" "$log"; then
+            echo "    caught in $((SECONDS - t0))s: $(grep -E -m1 "$expect" "$log")"
+        else
+            echo "!!! mutant $mutant: $model failed, but not with /$expect/ (log: $log):"
+            grep -E -A3 "panicked|error" "$log" | head -20
+            survived+=("$mutant($model)")
+        fi
+    done
+    if [ "${#survived[@]}" -gt 0 ]; then
+        echo "=== loom: FAILED, mutants not caught as expected: ${survived[*]}"
+        exit 1
+    fi
+    echo "=== loom: every mutant caught (${#MUTANTS[@]} mutant/model pairs)"
+fi
+echo "=== loom: ok in $((SECONDS - START))s"
