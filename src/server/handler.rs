@@ -16,8 +16,9 @@ use std::sync::Arc;
 /// # Examples
 ///
 /// ```
-/// use gatehouse::server::{Handler, Request, Response};
+/// use gatehouse::server::{Handler, Request, Response, Server};
 /// use serde_json::json;
+/// use std::sync::Arc;
 ///
 /// struct Echo;
 /// impl Handler for Echo {
@@ -25,6 +26,11 @@ use std::sync::Arc;
 ///         Response::Json(json!({"code": 200, "route": req.route(), "body": req.json()}))
 ///     }
 /// }
+///
+/// let addr = "127.0.0.1:0".parse().unwrap();
+/// let server = Server::builder().addr(addr).io_threads(1).start(Arc::new(Echo)).unwrap();
+/// assert_ne!(server.local_addr().port(), 0);
+/// server.shutdown(None);
 /// ```
 pub trait Handler: Send + Sync + 'static {
     /// pomelo's `checkClient(type, version)`: `false` answers the handshake with code 501 and
