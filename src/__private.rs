@@ -62,3 +62,35 @@ pub mod loom {
 /// The WebSocket codec (sniffing, upgrade, frames) and its fuzz entry points.
 #[doc(hidden)]
 pub use crate::ws::fuzzing as ws;
+
+// fuzz
+/// The fuzz entry points, one per target in `fuzz/fuzz_targets/` and of the same name. Each
+/// takes arbitrary bytes and panics on a violated property; `tests/fuzz_corpus.rs` replays the
+/// committed corpus through the same functions on stable.
+#[cfg(not(gatehouse_loom))]
+pub mod fuzz {
+    pub use crate::fuzzing::fuzz_service_ops as service_ops;
+    pub use crate::protocol::fuzzing::{
+        fuzz_handshake as handshake, fuzz_message as message, fuzz_package_stream as package_stream,
+    };
+    pub use crate::server::fuzzing::fuzz_connection as connection;
+    pub use crate::ws::fuzzing::{
+        fuzz_frames as ws_frames, fuzz_frames_roundtrip as ws_roundtrip,
+        fuzz_sniff_and_handshake as ws_upgrade,
+    };
+
+    /// A fuzz entry point.
+    pub type Target = fn(&[u8]);
+
+    /// Every target by name, as `fuzz/Cargo.toml` lists them.
+    pub const TARGETS: &[(&str, Target)] = &[
+        ("package_stream", package_stream),
+        ("message", message),
+        ("handshake", handshake),
+        ("ws_frames", ws_frames),
+        ("ws_roundtrip", ws_roundtrip),
+        ("ws_upgrade", ws_upgrade),
+        ("connection", connection),
+        ("service_ops", service_ops),
+    ];
+}

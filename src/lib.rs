@@ -80,6 +80,9 @@ mod ws;
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod __private;
+#[cfg(not(gatehouse_loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 
 // The public interface is:
 pub use config::{ConfigError, SessionConfig};

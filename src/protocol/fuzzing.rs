@@ -124,6 +124,12 @@ fn chunked(stream: &[u8], limit: usize, size: &mut dyn FnMut() -> usize) -> Deco
         rest = tail;
         let fed = decoder.feed(chunk, |p| packages.push((p.kind, p.body.to_vec())));
         assert!(decoder.pending() <= decoder.buffer_limit());
+        assert!(
+            decoder.heap_bytes() <= decoder.buffer_limit(),
+            "{} heap bytes, limit {}",
+            decoder.heap_bytes(),
+            decoder.buffer_limit()
+        );
         if let Err(e) = fed {
             return (packages, End::Failed(e));
         }
@@ -205,10 +211,25 @@ pub fn fuzz_handshake(data: &[u8]) {
     );
     let body: Value = serde_json::from_slice(&reply.body).expect("the reply is JSON");
     assert_eq!(body["code"], reply.code.as_u16());
+    assert!([200, 500, 501].contains(&reply.code.as_u16()));
     let parsed = serde_json::from_slice::<Value>(data).ok();
     match reply.error {
         Some(error) => {
             assert_eq!(reply.code, error.code());
+            // Spec §5.3: 501 only for a refused client, 500 for everything else.
+            let spec = if error == HandshakeError::ClientRejected {
+                501
+            } else {
+                500
+            };
+            assert_eq!(reply.code.as_u16(), spec);
+            let has_sys = parsed
+                .as_ref()
+                .is_some_and(|v| v.get("sys").is_some_and(Value::is_object));
+            assert_eq!(
+                error == HandshakeError::MissingSys,
+                parsed.is_some() && !has_sys
+            );
             assert_eq!(
                 reply.body,
                 format!(r#"{{"code":{}}}"#, reply.code.as_u16()).into_bytes()

@@ -283,6 +283,11 @@ impl PackageDecoder {
         self.buf.len() - self.start
     }
 
+    /// Heap bytes the decoder holds: never more than [`buffer_limit`](Self::buffer_limit).
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Copies as much of `chunk` as fits under [`buffer_limit`](Self::buffer_limit) and returns
     /// how many bytes it took. It takes at least one byte whenever `chunk` is non-empty and
     /// [`next_package`](Self::next_package) last returned `Ok(None)`.
@@ -291,7 +296,14 @@ impl PackageDecoder {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let take = chunk.len().min(self.buffer_limit() - self.buf.len());
+        let limit = self.buffer_limit();
+        let take = chunk.len().min(limit - self.buf.len());
+        let needed = self.buf.len() + take;
+        if needed > self.buf.capacity() {
+            // Geometric growth, capped at the limit (plain `Vec` growth could double past it).
+            let target = needed.max(limit.min(self.buf.capacity() * 2));
+            self.buf.reserve_exact(target - self.buf.len());
+        }
         self.buf
             .extend_from_slice(chunk.get(..take).unwrap_or_default());
         take

@@ -457,7 +457,13 @@ impl ConnCore {
             return Pushed::Dropped;
         }
         let pending = self.out.len() - self.out_pos;
-        if pending + frame.len() > limit {
+        // The limit bounds the bytes queued, WebSocket framing included.
+        let framing = if self.is_websocket() {
+            crate::ws::frame::header_len(frame.len())
+        } else {
+            0
+        };
+        if pending + framing + frame.len() > limit {
             return Pushed::OverLimit;
         }
         self.write_raw(frame);

@@ -20,6 +20,8 @@
 
 mod builder;
 mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod io_thread;
 mod metrics;
