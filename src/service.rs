@@ -505,7 +505,10 @@ impl SessionService {
     /// [`UidSendError::InboxFull`] if some sessions' inboxes were full (the others got it).
     pub fn send_message_by_uid(&self, uid: &str, frame: &Frame) -> Result<usize, UidSendError> {
         let mut inline = [Sid::from_raw(0); 8];
-        let total = self.index.copy_sids(uid, &mut inline).ok_or(UidSendError::UnknownUid)?;
+        let total = self
+            .index
+            .copy_sids(uid, &mut inline)
+            .ok_or(UidSendError::UnknownUid)?;
         let spilled: Vec<Sid>;
         let sids: &[Sid] = if total <= inline.len() {
             &inline[..total]
@@ -570,7 +573,8 @@ impl SessionService {
     fn visit(&self, bound_only: bool, mut f: impl FnMut(Sid, Option<&Uid>)) {
         // A fixed array reused for every chunk: overwriting an entry drops the previous uid
         // (a no-op for inline ones), with none of a growable vector's bookkeeping.
-        let mut chunk: [(Sid, Option<Uid>); VISIT_CHUNK] = std::array::from_fn(|_| (Sid::from_raw(0), None));
+        let mut chunk: [(Sid, Option<Uid>); VISIT_CHUNK] =
+            std::array::from_fn(|_| (Sid::from_raw(0), None));
         for shard in self.shards.iter() {
             let mut slot = 0;
             loop {

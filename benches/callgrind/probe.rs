@@ -46,12 +46,32 @@ const BIND_BATCH: usize = 64;
 
 /// (case, ops per measured call, what one op is)
 const CASES: [(&str, usize, &str); 7] = [
-    ("send_uid_1", SEND_BATCH, "send_message_by_uid, 1k users, 1 session/uid"),
-    ("send_uid_3", SEND_BATCH, "send_message_by_uid, 1k users, 3 sessions/uid"),
+    (
+        "send_uid_1",
+        SEND_BATCH,
+        "send_message_by_uid, 1k users, 1 session/uid",
+    ),
+    (
+        "send_uid_3",
+        SEND_BATCH,
+        "send_message_by_uid, 1k users, 3 sessions/uid",
+    ),
     ("send_sid", SEND_BATCH, "send_message by sid, 1k sessions"),
-    ("for_each_bound_10k", VISIT_SESSIONS, "for_each_bound_session, per session of 10k"),
-    ("drain_write_32", DRAIN_FRAMES, "inbox drain + copy to conn buffer + write, per frame (32/cycle)"),
-    ("decode_request", DECODE_BATCH, "decode_package + decode_message, per request package"),
+    (
+        "for_each_bound_10k",
+        VISIT_SESSIONS,
+        "for_each_bound_session, per session of 10k",
+    ),
+    (
+        "drain_write_32",
+        DRAIN_FRAMES,
+        "inbox drain + copy to conn buffer + write, per frame (32/cycle)",
+    ),
+    (
+        "decode_request",
+        DECODE_BATCH,
+        "decode_package + decode_message, per request package",
+    ),
     ("bind_unbind", BIND_BATCH, "bind + unbind pair, 1k sessions"),
 ];
 
@@ -122,7 +142,12 @@ struct Conn {
 }
 
 #[inline(never)]
-fn probe_drain_write(svc: &SessionService, shard: usize, conns: &mut [Conn], by_sid: &HashMap<Sid, usize>) -> usize {
+fn probe_drain_write(
+    svc: &SessionService,
+    shard: usize,
+    conns: &mut [Conn],
+    by_sid: &HashMap<Sid, usize>,
+) -> usize {
     let inbox = svc.inbox(shard).expect("shard");
     let drained = inbox.drain(|cmd| {
         if let Command::Send { sid, frame } = cmd {
@@ -223,14 +248,19 @@ fn run(case: &str, calls: usize) -> Result<u64, String> {
                     probe_send_uid_3(&svc, &uids, cursor, &frame)
                 };
                 if sent != SEND_BATCH * per {
-                    return Err(format!("{case}: sent {sent}, expected {}", SEND_BATCH * per));
+                    return Err(format!(
+                        "{case}: sent {sent}, expected {}",
+                        SEND_BATCH * per
+                    ));
                 }
                 check += drain_all(&svc) as u64;
             }
         }
         "send_sid" => {
             let svc = service(SEND_BATCH * 2);
-            let sids: Vec<Sid> = (0..USERS).map(|_| svc.create(None).expect("create")).collect();
+            let sids: Vec<Sid> = (0..USERS)
+                .map(|_| svc.create(None).expect("create"))
+                .collect();
             for c in 0..calls {
                 let sent = probe_send_sid(&svc, &sids, (c * SEND_BATCH) % USERS, &frame);
                 if sent != SEND_BATCH {
@@ -266,11 +296,17 @@ fn run(case: &str, calls: usize) -> Result<u64, String> {
                 let sid = svc.create_in(shard, None).map_err(|e| e.to_string())?;
                 sids.push(sid);
             }
-            let mut conns: Vec<Conn> = (0..DRAIN_FRAMES).map(|_| Conn { out: Vec::with_capacity(4096) }).collect();
-            let by_sid: HashMap<Sid, usize> = sids.iter().enumerate().map(|(i, &s)| (s, i)).collect();
+            let mut conns: Vec<Conn> = (0..DRAIN_FRAMES)
+                .map(|_| Conn {
+                    out: Vec::with_capacity(4096),
+                })
+                .collect();
+            let by_sid: HashMap<Sid, usize> =
+                sids.iter().enumerate().map(|(i, &s)| (s, i)).collect();
             for _ in 0..calls {
                 for &sid in &sids {
-                    svc.send_message(sid, frame.clone()).map_err(|e| e.to_string())?;
+                    svc.send_message(sid, frame.clone())
+                        .map_err(|e| e.to_string())?;
                 }
                 let n = probe_drain_write(&svc, shard, &mut conns, &by_sid);
                 if n != DRAIN_FRAMES {
@@ -283,7 +319,11 @@ fn run(case: &str, calls: usize) -> Result<u64, String> {
             }
         }
         "decode_request" => {
-            let msg = Message::request(1234, Route::Name("connector.entryHandler.echo"), br#"{"t":1234567}"#);
+            let msg = Message::request(
+                1234,
+                Route::Name("connector.entryHandler.echo"),
+                br#"{"t":1234567}"#,
+            );
             let mut one = Vec::new();
             encode_data(&msg, &mut one).map_err(|e| e.to_string())?;
             let packages = one.repeat(DECODE_BATCH);
@@ -293,12 +333,17 @@ fn run(case: &str, calls: usize) -> Result<u64, String> {
         }
         "bind_unbind" => {
             let svc = service(1024);
-            let sids: Vec<Sid> = (0..USERS).map(|_| svc.create(None).expect("create")).collect();
+            let sids: Vec<Sid> = (0..USERS)
+                .map(|_| svc.create(None).expect("create"))
+                .collect();
             let uids: Vec<String> = (0..USERS).map(|i| format!("user-{i}")).collect();
             for c in 0..calls {
                 let ok = probe_bind_unbind(&svc, &sids, &uids, (c * BIND_BATCH) % USERS);
                 if ok != 2 * BIND_BATCH {
-                    return Err(format!("{case}: {ok} of {} bind/unbind succeeded", 2 * BIND_BATCH));
+                    return Err(format!(
+                        "{case}: {ok} of {} bind/unbind succeeded",
+                        2 * BIND_BATCH
+                    ));
                 }
                 check += ok as u64;
             }

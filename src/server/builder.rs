@@ -193,7 +193,8 @@ impl ServerBuilder {
 
     /// The heartbeat timeout in force, if heartbeats are on.
     pub(crate) fn effective_heartbeat_timeout(&self) -> Option<Duration> {
-        self.heartbeat.map(|h| self.heartbeat_timeout.unwrap_or(h * 2))
+        self.heartbeat
+            .map(|h| self.heartbeat_timeout.unwrap_or(h * 2))
     }
 }
 

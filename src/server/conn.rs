@@ -13,15 +13,19 @@
 //! and notifies; a client KICK or unknown type closes) → closing (output flushed, input
 //! ignored).
 
+use crate::error::SendErrorKind;
 use crate::events::CloseReason;
 use crate::id::Sid;
-use crate::protocol::{self, Dictionary, HandshakeConfig, MessageType, PackageType, Route, HEADER_LEN};
+use crate::protocol::{
+    self, Dictionary, HandshakeConfig, MessageType, PackageType, Route, HEADER_LEN,
+};
 use crate::server::builder::ServerBuilder;
 use crate::server::handler::{encode_response_frame, Handler, Request, Response};
 use crate::server::metrics::ThreadMetrics;
 use crate::service::SessionService;
-use crate::error::SendErrorKind;
-use crate::ws::frame::{encode_binary_header, encode_close, encode_pong, FrameDecoder, WsError, WsEvent};
+use crate::ws::frame::{
+    encode_binary_header, encode_close, encode_pong, FrameDecoder, WsError, WsEvent,
+};
 use crate::ws::handshake::{encode_accept, UpgradeParser};
 use crate::ws::sniff::{sniff, Sniff};
 use std::sync::Arc;
@@ -41,10 +45,13 @@ pub struct ConnConfig {
 }
 
 impl ConnConfig {
-    pub(crate) fn from_builder(b: &ServerBuilder, dictionary: Option<Arc<Dictionary>>) -> ConnConfig {
-        let heartbeat_secs = b
-            .heartbeat
-            .map(|h| u32::try_from(h.as_secs() + u64::from(h.subsec_nanos() > 0)).unwrap_or(u32::MAX));
+    pub(crate) fn from_builder(
+        b: &ServerBuilder,
+        dictionary: Option<Arc<Dictionary>>,
+    ) -> ConnConfig {
+        let heartbeat_secs = b.heartbeat.map(|h| {
+            u32::try_from(h.as_secs() + u64::from(h.subsec_nanos() > 0)).unwrap_or(u32::MAX)
+        });
         ConnConfig {
             heartbeat_timeout: b.effective_heartbeat_timeout(),
             handshake_timeout: b.handshake_timeout,
@@ -181,7 +188,9 @@ impl ConnCore {
 
     /// Heap bytes held by this connection's buffers (for memory accounting and tests).
     pub fn heap_bytes(&self) -> usize {
-        self.inbuf.capacity() + self.out.capacity() + self.ws.as_ref().map_or(0, FrameDecoder::heap_bytes)
+        self.inbuf.capacity()
+            + self.out.capacity()
+            + self.ws.as_ref().map_or(0, FrameDecoder::heap_bytes)
     }
 
     /// `n` bytes of [`output`](Self::output) were written.
@@ -204,7 +213,12 @@ impl ConnCore {
 
     /// Bytes read from the client. `Err` means: close with this reason (the output may hold a
     /// last reply, e.g. a handshake error, to flush first).
-    pub(crate) fn on_input(&mut self, data: &[u8], now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+    pub(crate) fn on_input(
+        &mut self,
+        data: &[u8],
+        now: Instant,
+        env: &ConnEnv<'_>,
+    ) -> Result<(), CloseReason> {
         if self.closing {
             return Ok(());
         }
@@ -223,7 +237,12 @@ impl ConnCore {
         Ok(())
     }
 
-    fn process(&mut self, input: &mut Vec<u8>, now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+    fn process(
+        &mut self,
+        input: &mut Vec<u8>,
+        now: Instant,
+        env: &ConnEnv<'_>,
+    ) -> Result<(), CloseReason> {
         loop {
             match &mut self.transport {
                 Transport::Sniffing => match sniff(input) {
@@ -240,12 +259,16 @@ impl ConnCore {
                         self.transport = Transport::Ws;
                         // A message holds whole packages: the package limit plus headers, and a
                         // few packages per message at most.
-                        self.ws = Some(FrameDecoder::new((env.config.max_package_size + HEADER_LEN) * 4));
+                        self.ws = Some(FrameDecoder::new(
+                            (env.config.max_package_size + HEADER_LEN) * 4,
+                        ));
                     }
                     Err(err) => {
                         err.encode_response(&mut self.out);
                         input.clear();
-                        return Err(CloseReason::ProtocolViolation("bad websocket upgrade request"));
+                        return Err(CloseReason::ProtocolViolation(
+                            "bad websocket upgrade request",
+                        ));
                     }
                 },
                 Transport::Tcp => {
@@ -325,7 +348,12 @@ impl ConnCore {
         result
     }
 
-    fn on_ws_message(&mut self, mut payload: &[u8], now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+    fn on_ws_message(
+        &mut self,
+        mut payload: &[u8],
+        now: Instant,
+        env: &ConnEnv<'_>,
+    ) -> Result<(), CloseReason> {
         // Several packages in one frame are fine (pinus disconnects: fixed); a partial one is not.
         while !payload.is_empty() {
             match protocol::decode_package(payload, env.config.max_package_size) {
@@ -333,14 +361,24 @@ impl ConnCore {
                     self.on_package(package.kind, package.body, now, env)?;
                     payload = &payload[used..];
                 }
-                Ok(None) => return Err(CloseReason::ProtocolViolation("truncated package in websocket message")),
+                Ok(None) => {
+                    return Err(CloseReason::ProtocolViolation(
+                        "truncated package in websocket message",
+                    ))
+                }
                 Err(err) => return Err(CloseReason::ProtocolViolation(err.as_str())),
             }
         }
         Ok(())
     }
 
-    fn on_package(&mut self, kind: PackageType, body: &[u8], now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+    fn on_package(
+        &mut self,
+        kind: PackageType,
+        body: &[u8],
+        now: Instant,
+        env: &ConnEnv<'_>,
+    ) -> Result<(), CloseReason> {
         env.metrics.packages_in(1);
         match (self.phase, kind) {
             (Phase::Inited, PackageType::Handshake) => {
@@ -384,20 +422,27 @@ impl ConnCore {
                 Ok(())
             }
             (Phase::Working, PackageType::Data) => self.on_data(body, env),
-            (Phase::Working, PackageType::Kick) => Err(CloseReason::ProtocolViolation("client sent a KICK package")),
+            (Phase::Working, PackageType::Kick) => {
+                Err(CloseReason::ProtocolViolation("client sent a KICK package"))
+            }
             // Before the ack everything else is ignored, as is a repeated handshake or ack.
             _ => Ok(()),
         }
     }
 
     fn on_data(&mut self, body: &[u8], env: &ConnEnv<'_>) -> Result<(), CloseReason> {
-        let msg = protocol::decode_message(body).map_err(|err| CloseReason::ProtocolViolation(err.as_str()))?;
+        let msg = protocol::decode_message(body)
+            .map_err(|err| CloseReason::ProtocolViolation(err.as_str()))?;
         let route = match msg.route {
             Route::Name(name) => name,
-            Route::Code(code) => match env.config.dictionary.as_deref().and_then(|d| d.route(code)) {
+            Route::Code(code) => match env.config.dictionary.as_deref().and_then(|d| d.route(code))
+            {
                 Some(name) => name,
                 None => {
-                    log::warn!("gatehouse: session {}: unknown route code {code}, message dropped", self.sid);
+                    log::warn!(
+                        "gatehouse: session {}: unknown route code {code}, message dropped",
+                        self.sid
+                    );
                     return Ok(());
                 }
             },
@@ -409,12 +454,23 @@ impl ConnCore {
                     return Err(CloseReason::ProtocolViolation("message id too large"));
                 }
                 if !route.contains('.') {
-                    log::warn!("gatehouse: session {}: route {route:?} has no server type, no response", self.sid);
+                    log::warn!(
+                        "gatehouse: session {}: route {route:?} has no server type, no response",
+                        self.sid
+                    );
                     return Ok(());
                 }
-                let req = Request { sid: self.sid, id: msg.id, route, body: msg.body, service: env.service };
+                let req = Request {
+                    sid: self.sid,
+                    id: msg.id,
+                    route,
+                    body: msg.body,
+                    service: env.service,
+                };
                 let body = match env.handler.request(req) {
-                    Response::Json(value) => serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec()),
+                    Response::Json(value) => {
+                        serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec())
+                    }
                     Response::Bytes(bytes) => bytes,
                     Response::Deferred => return Ok(()),
                 };
@@ -423,15 +479,24 @@ impl ConnCore {
             }
             MessageType::Notify => {
                 if !route.contains('.') {
-                    log::warn!("gatehouse: session {}: route {route:?} has no server type, ignored", self.sid);
+                    log::warn!(
+                        "gatehouse: session {}: route {route:?} has no server type, ignored",
+                        self.sid
+                    );
                     return Ok(());
                 }
-                env.handler.notify(Request { sid: self.sid, id: 0, route, body: msg.body, service: env.service });
+                env.handler.notify(Request {
+                    sid: self.sid,
+                    id: 0,
+                    route,
+                    body: msg.body,
+                    service: env.service,
+                });
                 Ok(())
             }
-            MessageType::Response | MessageType::Push => {
-                Err(CloseReason::ProtocolViolation("client sent a response or push message"))
-            }
+            MessageType::Response | MessageType::Push => Err(CloseReason::ProtocolViolation(
+                "client sent a response or push message",
+            )),
         }
     }
 
@@ -440,7 +505,10 @@ impl ConnCore {
     /// sent (as pinus); if the inbox is full, it is written directly.
     fn respond(&mut self, id: u32, body: &[u8], env: &ConnEnv<'_>) {
         let Ok(frame) = encode_response_frame(id, body) else {
-            log::warn!("gatehouse: session {}: response to {id} too large, dropped", self.sid);
+            log::warn!(
+                "gatehouse: session {}: response to {id} too large, dropped",
+                self.sid
+            );
             return;
         };
         if let Err(err) = env.service.send_message(self.sid, frame) {
@@ -533,7 +601,6 @@ impl ConnCore {
     }
 }
 
-
 /// A static description of a WebSocket violation, for the close reason.
 fn ws_error_text(err: WsError) -> &'static str {
     match err {
@@ -542,7 +609,9 @@ fn ws_error_text(err: WsError) -> &'static str {
         WsError::Unmasked => "unmasked websocket frame from the client",
         WsError::BadControlFrame => "malformed websocket control frame",
         WsError::BadLength => "invalid websocket frame length",
-        WsError::UnexpectedContinuation | WsError::ExpectedContinuation => "broken websocket fragmentation",
+        WsError::UnexpectedContinuation | WsError::ExpectedContinuation => {
+            "broken websocket fragmentation"
+        }
         WsError::BadClose => "malformed websocket close frame",
         WsError::MessageTooBig => "websocket message too large",
         WsError::InvalidUtf8 => "invalid utf-8 in websocket text",

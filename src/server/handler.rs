@@ -113,7 +113,12 @@ impl<'a> Request<'a> {
 
     /// A handle to answer this request later, from any thread. Return [`Response::Deferred`].
     pub fn responder(&self) -> Responder {
-        Responder { service: self.service.clone(), sid: self.sid, id: self.id, done: false }
+        Responder {
+            service: self.service.clone(),
+            sid: self.sid,
+            id: self.id,
+            done: false,
+        }
     }
 }
 
@@ -183,7 +188,10 @@ impl Drop for Responder {
 
 impl fmt::Debug for Responder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Responder").field("sid", &self.sid).field("id", &self.id).finish()
+        f.debug_struct("Responder")
+            .field("sid", &self.sid)
+            .field("id", &self.id)
+            .finish()
     }
 }
 

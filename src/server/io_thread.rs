@@ -68,7 +68,8 @@ impl IoThread {
         shared: Arc<Shared>,
     ) -> io::Result<IoThread> {
         if let Some(listener) = listener.as_mut() {
-            poll.registry().register(listener, LISTENER, Interest::READABLE)?;
+            poll.registry()
+                .register(listener, LISTENER, Interest::READABLE)?;
         }
         Ok(IoThread {
             index,
@@ -165,14 +166,19 @@ impl IoThread {
     fn accept_all(&mut self, now: Instant) {
         self.accept_retry = false;
         loop {
-            let Some(listener) = self.listener.as_ref() else { return };
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
             match listener.accept() {
                 Ok((stream, addr)) => {
                     let shared = &self.shared;
                     if shared.connections.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
                         shared.connections.fetch_sub(1, Ordering::AcqRel);
                         shared.metrics[self.index].refused(1);
-                        log::warn!("gatehouse: refused {addr}: max_connections ({}) reached", shared.max_connections);
+                        log::warn!(
+                            "gatehouse: refused {addr}: max_connections ({}) reached",
+                            shared.max_connections
+                        );
                         drop(stream);
                         continue;
                     }
@@ -220,7 +226,11 @@ impl IoThread {
             }
         };
         let key = self.conns.vacant_key();
-        if let Err(err) = self.poll.registry().register(&mut stream, Token(key + FIRST_CONN), Interest::READABLE) {
+        if let Err(err) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(key + FIRST_CONN), Interest::READABLE)
+        {
             log::warn!("gatehouse: cannot register {addr}: {err}");
             self.shared.service.close(sid, CloseReason::Io(err.kind()));
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -244,7 +254,9 @@ impl IoThread {
 
     fn read_ready(&mut self, key: usize, now: Instant, buf: &mut [u8]) {
         for _ in 0..READS_PER_TURN {
-            let Some(conn) = self.conns.get_mut(key) else { return };
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
             match conn.stream.read(buf) {
                 Ok(0) => {
                     if conn.draining || conn.core.is_closing() {
@@ -290,9 +302,16 @@ impl IoThread {
     // === inbox ===============================================================================
 
     fn drain_inbox(&mut self, now: Instant) {
-        let Some(inbox) = self.shared.service.inbox(self.index) else { return };
+        let Some(inbox) = self.shared.service.inbox(self.index) else {
+            return;
+        };
         let metrics = &self.shared.metrics[self.index];
-        let (conns, by_sid, dirty, to_close) = (&mut self.conns, &self.by_sid, &mut self.dirty, &mut self.to_close);
+        let (conns, by_sid, dirty, to_close) = (
+            &mut self.conns,
+            &self.by_sid,
+            &mut self.dirty,
+            &mut self.to_close,
+        );
         let max_outbound = self.shared.conn.max_outbound_bytes;
         let mut stale = 0u64;
         inbox.drain(|cmd| match cmd {
@@ -338,7 +357,9 @@ impl IoThread {
     /// KICK package if the reason has a text, flush, shut down the write side, read until EOF
     /// or the linger runs out.
     fn close_conn(&mut self, key: usize, reason: CloseReason, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if conn.core.is_closing() {
             return;
         }
@@ -347,7 +368,10 @@ impl IoThread {
         self.shared.service.close(sid, reason.clone());
         self.shared.metrics[self.index].close(&reason);
         match &reason {
-            CloseReason::PeerClosed | CloseReason::Kicked(_) | CloseReason::KickedSilently | CloseReason::Removed => {
+            CloseReason::PeerClosed
+            | CloseReason::Kicked(_)
+            | CloseReason::KickedSilently
+            | CloseReason::Removed => {
                 log::debug!("gatehouse: session {sid} ({remote}) closed: {reason}")
             }
             _ => log::info!("gatehouse: session {sid} ({remote}) closed: {reason}"),
@@ -363,16 +387,21 @@ impl IoThread {
             self.drop_conn(key);
             return;
         }
-        conn.core.begin_close(&reason, now, self.shared.conn.close_linger);
+        conn.core
+            .begin_close(&reason, now, self.shared.conn.close_linger);
         self.mark_dirty(key);
     }
 
     fn drop_conn(&mut self, key: usize) {
-        let Some(mut conn) = self.conns.try_remove(key) else { return };
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.by_sid.remove(&conn.core.sid());
         // A session still registered here (drop without close: shutdown linger) is closed now.
-        self.shared.service.close(conn.core.sid(), CloseReason::Shutdown);
+        self.shared
+            .service
+            .close(conn.core.sid(), CloseReason::Shutdown);
         self.shared.connections.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -416,7 +445,9 @@ impl IoThread {
 
     fn flush(&mut self, key: usize, now: Instant) {
         let metrics = &self.shared.metrics[self.index];
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         while conn.core.has_output() {
             match conn.stream.write(conn.core.output()) {
                 Ok(0) => break,
@@ -440,8 +471,16 @@ impl IoThread {
         }
         let pending = conn.core.has_output();
         if pending != conn.writable {
-            let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            let _ = self.poll.registry().reregister(&mut conn.stream, Token(key + FIRST_CONN), interest);
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self.poll.registry().reregister(
+                &mut conn.stream,
+                Token(key + FIRST_CONN),
+                interest,
+            );
             conn.writable = pending;
         }
         if !pending && conn.core.is_closing() && !conn.draining {

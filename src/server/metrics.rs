@@ -87,12 +87,23 @@ macro_rules! bump {
 }
 
 impl ThreadMetrics {
-    bump!(accepted, refused, bytes_in, bytes_out, packages_in, frames_out, frames_dropped, write_calls);
+    bump!(
+        accepted,
+        refused,
+        bytes_in,
+        bytes_out,
+        packages_in,
+        frames_out,
+        frames_dropped,
+        write_calls
+    );
 
     pub(crate) fn close(&self, reason: &CloseReason) {
         let c = &self.inner;
         let counter = match reason {
-            CloseReason::Kicked(_) | CloseReason::KickedSilently | CloseReason::Removed => &c.kicked,
+            CloseReason::Kicked(_) | CloseReason::KickedSilently | CloseReason::Removed => {
+                &c.kicked
+            }
             CloseReason::PeerClosed => &c.peer_closed,
             CloseReason::HeartbeatTimeout => &c.heartbeat_timeout,
             CloseReason::HandshakeTimeout => &c.handshake_timeout,

@@ -126,8 +126,11 @@ impl Server {
         let dictionary = if builder.dictionary.is_empty() {
             None
         } else {
-            let dict = crate::protocol::Dictionary::new(builder.dictionary.iter().map(String::as_str), std::iter::empty::<&str>())
-                .map_err(|_| ServerError::Config("dictionary has more than 65535 routes"))?;
+            let dict = crate::protocol::Dictionary::new(
+                builder.dictionary.iter().map(String::as_str),
+                std::iter::empty::<&str>(),
+            )
+            .map_err(|_| ServerError::Config("dictionary has more than 65535 routes"))?;
             Some(Arc::new(dict))
         };
         let listener = bind_listener(builder.addr, builder.listen_backlog)?;
@@ -165,14 +168,24 @@ impl Server {
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(err) => {
-                    let server = Server { shared, local_addr, threads: handles };
+                    let server = Server {
+                        shared,
+                        local_addr,
+                        threads: handles,
+                    };
                     drop(server); // stops the threads already started
                     return Err(err.into());
                 }
             }
         }
-        log::info!("gatehouse: listening on {local_addr} (tcp + websocket), {threads} I/O thread(s)");
-        Ok(Server { shared, local_addr, threads: handles })
+        log::info!(
+            "gatehouse: listening on {local_addr} (tcp + websocket), {threads} I/O thread(s)"
+        );
+        Ok(Server {
+            shared,
+            local_addr,
+            threads: handles,
+        })
     }
 
     /// The address the server listens on (useful with port 0).
