@@ -585,7 +585,12 @@ impl SessionService {
                     while slot < end && n < VISIT_CHUNK {
                         if let Some(e) = registry.at(slot) {
                             if !bound_only || e.uid.is_some() {
-                                chunk[n] = (e.sid, e.uid.clone());
+                                // In place: assigning a whole new tuple moved the inline uid
+                                // through the stack in overlapping pieces and stalled on
+                                // store-to-load forwarding twice per session.
+                                let entry = &mut chunk[n];
+                                entry.0 = e.sid;
+                                entry.1.clone_from(&e.uid);
                                 n += 1;
                             }
                         }
