@@ -128,6 +128,9 @@ pub enum SendErrorKind {
     /// The owning shard's outbound inbox is full: the I/O thread is behind. Retry later or
     /// shed load; the frame is handed back.
     InboxFull,
+    /// The message could not be encoded into one package (its body exceeds 2²⁴ − 1 bytes).
+    /// Nothing was queued; the frame handed back is empty.
+    TooLarge,
 }
 
 /// [`SessionService::send_message`](crate::SessionService::send_message) failed; the frame is
@@ -152,6 +155,7 @@ impl fmt::Display for SendError {
         match self.kind {
             SendErrorKind::UnknownSession => f.write_str("session does not exist"),
             SendErrorKind::InboxFull => f.write_str("outbound inbox full"),
+            SendErrorKind::TooLarge => f.write_str("message too large for one package"),
         }
     }
 }

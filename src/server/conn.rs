@@ -45,6 +45,18 @@ pub struct ConnConfig {
 }
 
 impl ConnConfig {
+    /// What the handshake reply announces: the heartbeat and, with `useDict`, the dictionary.
+    pub(crate) fn handshake_config(&self) -> HandshakeConfig<'_> {
+        let mut config = HandshakeConfig::new();
+        if let Some(secs) = self.heartbeat_secs {
+            config = config.with_heartbeat(secs);
+        }
+        if let Some(dict) = self.dictionary.as_deref() {
+            config = config.with_dictionary(dict);
+        }
+        config
+    }
+
     pub(crate) fn from_builder(
         b: &ServerBuilder,
         dictionary: Option<Arc<Dictionary>>,
@@ -384,16 +396,9 @@ impl ConnCore {
             (Phase::Inited, PackageType::Handshake) => {
                 let sid = self.sid;
                 let handler = env.handler;
-                let mut config = HandshakeConfig::new();
-                if let Some(secs) = env.config.heartbeat_secs {
-                    config = config.with_heartbeat(secs);
-                }
-                if let Some(dict) = env.config.dictionary.as_deref() {
-                    config = config.with_dictionary(dict);
-                }
                 let reply = protocol::process_handshake(
                     body,
-                    &config,
+                    &env.config.handshake_config(),
                     |client_type, version| handler.check_client(client_type, version),
                     |hs| handler.handshake(sid, hs.value()),
                 );

@@ -30,7 +30,7 @@ use crate::id::Sid;
 use crate::inbox::Command;
 use crate::protocol::{
     self, decode_message, decode_package, encode_data, encode_package, ClientHandshake, Dictionary,
-    HandshakeConfig, Message, MessageType, PackageType, Route, HEADER_LEN, MAX_BODY_LEN,
+    Message, MessageType, PackageType, Route, HEADER_LEN, MAX_BODY_LEN,
 };
 use crate::service::SessionService;
 use crate::session::SessionSnapshot;
@@ -282,16 +282,9 @@ impl Model {
     fn package(&mut self, kind: PackageType, body: &[u8], now: Instant) -> Result<(), CloseReason> {
         match (self.phase, kind) {
             (Phase::Inited, PackageType::Handshake) => {
-                let mut cfg = HandshakeConfig::new();
-                if let Some(secs) = self.config.heartbeat_secs {
-                    cfg = cfg.with_heartbeat(secs);
-                }
-                if let Some(dict) = self.config.dictionary.as_deref() {
-                    cfg = cfg.with_dictionary(dict);
-                }
                 let reply = protocol::process_handshake(
                     body,
-                    &cfg,
+                    &self.config.handshake_config(),
                     |_, version| client_ok(version),
                     |hs: &ClientHandshake| hook(hs.value()),
                 );

@@ -4,6 +4,7 @@
 use crate::error::{SendError, SendErrorKind};
 use crate::frame::Frame;
 use crate::id::Sid;
+use crate::protocol::{encode_response, EncodeError};
 use crate::service::SessionService;
 use serde_json::Value;
 use std::fmt;
@@ -153,7 +154,8 @@ impl Responder {
     ///
     /// # Errors
     ///
-    /// [`SendError`] if the session closed meanwhile or its inbox is full.
+    /// [`SendError`] if the session closed meanwhile, its inbox is full, or the body does not
+    /// fit one package ([`SendErrorKind::TooLarge`]).
     pub fn respond_json(self, body: &Value) -> Result<(), SendError> {
         let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
         self.respond(&bytes)
@@ -163,12 +165,13 @@ impl Responder {
     ///
     /// # Errors
     ///
-    /// [`SendError`] if the session closed meanwhile or its inbox is full.
+    /// [`SendError`] if the session closed meanwhile, its inbox is full, or the body does not
+    /// fit one package ([`SendErrorKind::TooLarge`]).
     pub fn respond(mut self, body: &[u8]) -> Result<(), SendError> {
         self.done = true;
-        let frame = encode_response_frame(self.id, body).map_err(|frame| SendError {
-            kind: SendErrorKind::UnknownSession,
-            frame,
+        let frame = encode_response_frame(self.id, body).map_err(|_| SendError {
+            kind: SendErrorKind::TooLarge,
+            frame: Frame::from_static(b""),
         })?;
         self.service.send_message(self.sid, frame)
     }
@@ -195,12 +198,41 @@ impl fmt::Debug for Responder {
     }
 }
 
-/// Encodes a RESPONSE DATA package as a frame (one allocation: the bytes). A body too large
-/// for a package gives back an empty frame as the error.
-pub(crate) fn encode_response_frame(id: u32, body: &[u8]) -> Result<Frame, Frame> {
+/// Encodes a RESPONSE DATA package as a frame (one allocation: the bytes; a frame sent to one
+/// session is never cloned, so `Bytes::from(Vec)` needs no shared header).
+pub(crate) fn encode_response_frame(id: u32, body: &[u8]) -> Result<Frame, EncodeError> {
     let mut out = Vec::new();
-    match crate::protocol::encode_response(id, body, &mut out) {
-        Ok(()) => Ok(Frame::from(bytes::Bytes::from(out))),
-        Err(_) => Err(Frame::from_static(b"")),
+    encode_response(id, body, &mut out)?;
+    Ok(Frame::from(bytes::Bytes::from(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SessionConfig;
+
+    #[test]
+    fn oversized_response_is_too_large_and_queues_nothing() {
+        let service = Arc::new(SessionService::new(SessionConfig::default().shards(1)).unwrap());
+        let sid = service.create(None).unwrap();
+        let responder = Responder {
+            service: service.clone(),
+            sid,
+            id: 1,
+            done: false,
+        };
+        let err = responder.respond(&vec![b'x'; 1 << 24]).unwrap_err();
+        assert_eq!(err.kind, SendErrorKind::TooLarge);
+        assert!(err.frame.is_empty());
+        assert_eq!(service.inbox(0).unwrap().drain(|_| {}), 0);
+
+        let responder = Responder {
+            service: service.clone(),
+            sid,
+            id: 2,
+            done: false,
+        };
+        responder.respond(b"{}").unwrap();
+        assert_eq!(service.inbox(0).unwrap().drain(|_| {}), 1);
     }
 }
