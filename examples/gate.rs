@@ -14,7 +14,7 @@
 //!   then `m` rounds of pushes to every bound uid through `send_message_by_uid`, on `route`
 //!   (default `onPush`) with body `{"i":round,"p":"xxx…"}` (`size` × `x`), encoded once per
 //!   round, from a separate thread;
-//! * `connector.entryHandler.stats {}` → `{"code":200,"sessions":…,"bound":…,"rss":bytes}`;
+//! * `connector.entryHandler.stats {}` → `{"code":200,"sessions":…,"bound":…,"rss":bytes or null}`;
 //! * `connector.entryHandler.kick {uid?, reason?}` (not in pinus's test apps; for interop
 //!   tests) → `{"code":200}`, then kicks `uid` (default: the caller's session) with `reason`
 //!   (KICK package only when a reason is given).
@@ -141,12 +141,13 @@ fn blast(service: &SessionService, uids: &[Uid], rounds: u64, size: usize, route
     }
 }
 
-/// Resident set size of this process, from /proc (0 where unavailable).
-fn rss_bytes() -> u64 {
+/// Resident set size of this process, from /proc; `None` (JSON null) where unavailable, e.g.
+/// when the process is out of file descriptors.
+fn rss_bytes() -> Option<u64> {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+        .map(|pages| pages * 4096)
 }
 
 fn arg(name: &str) -> Option<String> {
@@ -160,9 +161,7 @@ fn arg(name: &str) -> Option<String> {
 }
 
 fn main() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        simple_logger();
-    }
+    simple_logger();
     let addr: SocketAddr = arg("--addr")
         .or_else(|| std::env::var("GATEHOUSE_ADDR").ok())
         .unwrap_or_else(|| "127.0.0.1:3010".into())
@@ -200,7 +199,8 @@ fn main() {
     server.shutdown(Some("server shutting down"));
 }
 
-/// A minimal `log` backend for the example (stderr, level from RUST_LOG=error|warn|info|debug).
+/// A minimal `log` backend for the example: stderr, level from RUST_LOG=off|error|warn|info|debug
+/// (default warn: why connections are refused or closed abnormally, nothing per request).
 fn simple_logger() {
     struct Stderr;
     impl log::Log for Stderr {
@@ -217,8 +217,10 @@ fn simple_logger() {
     let level = match std::env::var("RUST_LOG").unwrap_or_default().as_str() {
         "error" => log::LevelFilter::Error,
         "warn" => log::LevelFilter::Warn,
+        "info" => log::LevelFilter::Info,
         "debug" | "trace" => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Info,
+        "off" => log::LevelFilter::Off,
+        _ => log::LevelFilter::Warn,
     };
     if log::set_boxed_logger(Box::new(Stderr)).is_ok() {
         log::set_max_level(level);

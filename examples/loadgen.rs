@@ -54,10 +54,11 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use serde_json::{json, Value};
 use slab::Slab;
+use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -78,8 +79,15 @@ usage: loadgen [--spawn-gate | --addr IP:PORT [--server-pid PID]] [options]
   --gate-bin PATH         with --spawn-gate: use this gate binary, do not build
   --threads N             the spawned gate's I/O threads (default 2)
   --heartbeat SECS        the spawned gate's heartbeat interval (default: the gate's, 30)
+  --max-connections N     the spawned gate's connection limit (default: the gate's, 100000,
+                          raised to clients + 100 when --clients needs more)
   --client-threads N      loadgen threads holding the connections (default 1 on <= 2 cores, else 2)
   --clients N             bound client connections (default 1000)
+  --source-addrs K        spread the clients over K source addresses 127.0.0.1..127.0.0.K
+                          (each has its own ephemeral port range; default: as many as
+                          --clients needs, 1 = let the kernel pick)
+  --hold SECS             the hold scenario's length (default 2.5 heartbeat intervals, or 10 s
+                          without heartbeats)
   --connect-concurrency N handshakes in flight at once during setup (default 64: below the
                           gate's listen backlog of 128, mio's default, so no SYN is dropped)
   --rounds M              blast rounds (default 100): clients x M pushes
@@ -91,13 +99,17 @@ usage: loadgen [--spawn-gate | --addr IP:PORT [--server-pid PID]] [options]
   --seconds T             duration of the echo and saturation scenarios (default 5)
   --sat-conns C           connections in the saturation scenario (default 200)
   --window W              requests outstanding per connection when saturating (default 8)
-  --scenarios LIST        comma-separated subset of memory,blast,fanout,echo,saturation
-                          (setup always runs; default: all)
+  --scenarios LIST        comma-separated subset of memory,hold,blast,fanout,echo,saturation
+                          (setup always runs; default: all but hold)
   --json                  print one JSON object instead of the table (progress goes to stderr)
   -h, --help              this text
 ";
 
+/// What runs by default.
 const ALL_SCENARIOS: [&str; 5] = ["memory", "blast", "fanout", "echo", "saturation"];
+/// Every scenario `--scenarios` accepts: the default ones, plus `hold` (long: it waits out
+/// several heartbeat intervals).
+const KNOWN_SCENARIOS: [&str; 6] = ["memory", "hold", "blast", "fanout", "echo", "saturation"];
 
 #[derive(Clone, Debug)]
 struct Opts {
@@ -107,6 +119,11 @@ struct Opts {
     gate_bin: Option<PathBuf>,
     threads: usize,
     heartbeat: Option<u64>,
+    max_connections: Option<usize>,
+    source_addrs: Option<usize>,
+    hold: Option<f64>,
+    /// Derived, not a flag: the source addresses clients bind to (empty: the kernel picks).
+    sources: Vec<IpAddr>,
     client_threads: usize,
     clients: usize,
     connect_concurrency: usize,
@@ -138,6 +155,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         gate_bin: None,
         threads: 2,
         heartbeat: None,
+        max_connections: None,
+        source_addrs: None,
+        hold: None,
+        sources: Vec::new(),
         client_threads: if nproc <= 2 { 1 } else { 2 },
         clients: 1000,
         connect_concurrency: 64,
@@ -190,6 +211,13 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--gate-bin" => o.gate_bin = Some(PathBuf::from(value("--gate-bin")?)),
             "--threads" => o.threads = num("--threads", value("--threads")?)?,
             "--heartbeat" => o.heartbeat = Some(num("--heartbeat", value("--heartbeat")?)?),
+            "--max-connections" => {
+                o.max_connections = Some(num("--max-connections", value("--max-connections")?)?)
+            }
+            "--source-addrs" => {
+                o.source_addrs = Some(num("--source-addrs", value("--source-addrs")?)?)
+            }
+            "--hold" => o.hold = Some(num("--hold", value("--hold")?)?),
             "--client-threads" => {
                 o.client_threads = num("--client-threads", value("--client-threads")?)?
             }
@@ -215,10 +243,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     .filter(|s| !s.is_empty() && *s != "setup")
                     .map(str::to_string)
                     .collect();
-                if let Some(bad) = list.iter().find(|s| !ALL_SCENARIOS.contains(&s.as_str())) {
+                if let Some(bad) = list.iter().find(|s| !KNOWN_SCENARIOS.contains(&s.as_str())) {
                     return Err(format!(
                         "--scenarios: unknown scenario {bad:?} (known: setup,{})",
-                        ALL_SCENARIOS.join(",")
+                        KNOWN_SCENARIOS.join(",")
                     ));
                 }
                 o.scenarios = list;
@@ -249,6 +277,17 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     }
     if o.window == 0 || o.window > 4096 {
         return Err("--window must be 1..=4096".into());
+    }
+    if o.source_addrs.is_some_and(|k| !(1..=254).contains(&k)) {
+        return Err("--source-addrs must be 1..=254 (127.0.0.1..127.0.0.254)".into());
+    }
+    if o.hold
+        .is_some_and(|h| !(h.is_finite() && h > 0.0 && h <= 86_400.0))
+    {
+        return Err("--hold must be in (0, 86400] seconds".into());
+    }
+    if o.max_connections == Some(0) {
+        return Err("--max-connections must be at least 1".into());
     }
     o.connect_concurrency = o.connect_concurrency.max(1);
     o.blast_runs = o.blast_runs.clamp(1, 100);
@@ -459,6 +498,57 @@ fn nofile_limits() -> Option<(Option<u64>, Option<u64>)> {
     Some((parse(it.next()?), parse(it.next()?)))
 }
 
+/// The source addresses the clients bind to, 127.0.0.1..127.0.0.K, when one address's ephemeral
+/// ports (`ip_local_port_range`, ~28k by default) cannot hold `--clients`; empty when the kernel's
+/// own choice will do. Linux answers on all of 127.0.0.0/8, and each source address has its own
+/// port range, so K addresses hold about K × 28k connections to one server port.
+fn source_addrs(opts: &Opts) -> Result<Vec<IpAddr>, String> {
+    let needed = opts.clients as u64 + 100;
+    let per_source = port_range().map(|(lo, hi)| hi.saturating_sub(lo) + 1);
+    let k = match (opts.source_addrs, per_source) {
+        (Some(k), _) => k as u64,
+        (None, Some(p)) if p > 0 => needed.div_ceil(p),
+        (None, _) => 1,
+    };
+    let range_txt = || port_range().map_or("?".into(), |(lo, hi)| format!("{lo}-{hi}"));
+    if let Some(p) = per_source {
+        if needed > p * k {
+            return Err(format!(
+                "{} clients need as many local ports, but {k} source address(es) ×                  ip_local_port_range {} hold {}; use --source-addrs {} (IPv4 loopback only),                  widen the range (sysctl net.ipv4.ip_local_port_range) or use fewer --clients",
+                opts.clients,
+                range_txt(),
+                p * k,
+                needed.div_ceil(p).max(2)
+            ));
+        }
+    }
+    if k <= 1 {
+        return Ok(Vec::new());
+    }
+    let server_ip = opts
+        .addr
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
+    if !server_ip.is_ipv4() {
+        return Err(format!(
+            "{k} source addresses are needed (127.0.0.1..127.0.0.{k}), but the server              address {server_ip} is not IPv4"
+        ));
+    }
+    if k > 254 {
+        return Err(format!(
+            "{} clients would need {k} source addresses; 127.0.0.1..127.0.0.254 is the limit",
+            opts.clients
+        ));
+    }
+    eprintln!(
+        "loadgen: {} clients over {k} source addresses 127.0.0.1..127.0.0.{k} (ports {} each)",
+        opts.clients,
+        range_txt()
+    );
+    Ok((1..=k as u8)
+        .map(|i| IpAddr::from([127, 0, 0, i]))
+        .collect())
+}
+
 fn port_range() -> Option<(u64, u64)> {
     let s = read("/proc/sys/net/ipv4/ip_local_port_range")?;
     let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
@@ -467,9 +557,20 @@ fn port_range() -> Option<(u64, u64)> {
 
 const REEXEC_ENV: &str = "GATEHOUSE_LOADGEN_NOFILE";
 
+/// Whether this process may raise its hard limits (CAP_SYS_RESOURCE, bit 24 of CapEff: root).
+fn may_raise_hard_limits() -> bool {
+    read("/proc/self/status")
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("CapEff:"))?.to_string();
+            u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0)
+}
+
 /// Makes sure this process (and the gate it spawns, which inherits the limit) may open enough
 /// files. Without libc (and without `unsafe`) setrlimit is out of reach, so when the soft limit
-/// is too low but the hard one allows it, the load generator re-runs itself under
+/// is too low but the hard one allows it — or the hard one is too low but this process may
+/// raise it (root, up to `fs.nr_open`) — the load generator re-runs itself under
 /// `sh -c 'ulimit -n …'`. Returns `Some(exit code)` when it did.
 fn ensure_fd_limit(needed: u64) -> Result<Option<ExitCode>, String> {
     let Some((soft, hard)) = nofile_limits() else {
@@ -481,7 +582,9 @@ fn ensure_fd_limit(needed: u64) -> Result<Option<ExitCode>, String> {
     }
     let soft = soft.unwrap_or(u64::MAX);
     let hard_ok = hard.is_none_or(|h| h >= needed);
-    if !hard_ok || std::env::var_os(REEXEC_ENV).is_some() {
+    let nr_open = read("/proc/sys/fs/nr_open").and_then(|s| s.trim().parse::<u64>().ok());
+    let raise_hard = !hard_ok && may_raise_hard_limits() && nr_open.is_none_or(|n| n >= needed);
+    if (!hard_ok && !raise_hard) || std::env::var_os(REEXEC_ENV).is_some() {
         let hard_txt = hard.map_or("unlimited".to_string(), |h| h.to_string());
         return Err(format!(
             "{needed} file descriptors needed (clients + 100) but RLIMIT_NOFILE is {soft} \
@@ -489,7 +592,12 @@ fn ensure_fd_limit(needed: u64) -> Result<Option<ExitCode>, String> {
              root, e.g. /etc/security/limits.conf), or use fewer --clients"
         ));
     }
-    let target = hard.unwrap_or(needed.max(1 << 16));
+    // `ulimit -n` sets the soft and the hard limit (dash and bash alike).
+    let target = if raise_hard {
+        needed
+    } else {
+        hard.unwrap_or(needed.max(1 << 16))
+    };
     eprintln!(
         "loadgen: raising the open-file limit from {soft} to {target} (re-running under `ulimit -n {target}`)"
     );
@@ -605,6 +713,18 @@ fn gate_path() -> PathBuf {
     target.join("release").join("examples").join("gate")
 }
 
+/// The gate's default connection limit (`ServerBuilder::max_connections`).
+const GATE_DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+
+/// `--max-connections` for the spawned gate: the user's, or enough for every client plus the
+/// control connection when the gate's default is too small; `None` keeps the default.
+fn gate_max_connections(opts: &Opts) -> Option<usize> {
+    opts.max_connections.or_else(|| {
+        let needed = opts.clients + 100;
+        (needed > GATE_DEFAULT_MAX_CONNECTIONS).then_some(needed)
+    })
+}
+
 fn spawn_gate(opts: &Opts, lifetime: Duration) -> Result<(GateProc, SocketAddr), String> {
     let bin = match &opts.gate_bin {
         Some(bin) => bin.clone(),
@@ -630,15 +750,20 @@ fn spawn_gate(opts: &Opts, lifetime: Duration) -> Result<(GateProc, SocketAddr),
     if let Some(h) = opts.heartbeat {
         cmd.arg("--heartbeat").arg(h.to_string());
     }
+    let max_connections = gate_max_connections(opts);
+    if let Some(n) = max_connections {
+        cmd.arg("--max-connections").arg(n.to_string());
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     eprintln!(
-        "loadgen: starting {} --addr {listen} --threads {}{}",
+        "loadgen: starting {} --addr {listen} --threads {}{}{}",
         bin.display(),
         opts.threads,
         opts.heartbeat
-            .map_or(String::new(), |h| format!(" --heartbeat {h}"))
+            .map_or(String::new(), |h| format!(" --heartbeat {h}")),
+        max_connections.map_or(String::new(), |n| format!(" --max-connections {n}"))
     );
     let mut child = cmd
         .spawn()
@@ -798,6 +923,8 @@ enum Cmd {
     Setup {
         addr: SocketAddr,
         roles: Vec<Role>,
+        /// Client `i` binds to `sources[i % len]`; empty: the kernel picks.
+        sources: Vec<IpAddr>,
         max_inflight: usize,
         deadline: Instant,
     },
@@ -828,6 +955,8 @@ enum Cmd {
 struct Status {
     unexpected_closes: u64,
     stray_pushes: u64,
+    /// HEARTBEAT packages received on bound (or binding) connections.
+    heartbeats_in: u64,
     heartbeat: Option<u64>,
     notes: BTreeMap<String, u64>,
 }
@@ -870,6 +999,7 @@ struct Envelope {
 struct SetupTask {
     addr: SocketAddr,
     queue: VecDeque<Role>,
+    sources: Vec<IpAddr>,
     inflight: usize,
     max_inflight: usize,
     deadline: Instant,
@@ -916,6 +1046,7 @@ struct Shared<'a> {
     task: &'a mut Task,
     control: &'a mut Option<usize>,
     stray_pushes: &'a mut u64,
+    heartbeats_in: &'a mut u64,
     heartbeat_seen: &'a mut Option<u64>,
 }
 
@@ -935,6 +1066,7 @@ struct Worker {
     scratch: Vec<u8>,
     unexpected_closes: u64,
     stray_pushes: u64,
+    heartbeats_in: u64,
     heartbeat_seen: Option<u64>,
     notes: BTreeMap<String, u64>,
     next_sweep: Instant,
@@ -1015,6 +1147,7 @@ impl Worker {
     fn status(&self) -> Status {
         Status {
             unexpected_closes: self.unexpected_closes,
+            heartbeats_in: self.heartbeats_in,
             stray_pushes: self.stray_pushes,
             heartbeat: self.heartbeat_seen,
             notes: self.notes.clone(),
@@ -1042,6 +1175,7 @@ impl Worker {
             Cmd::Setup {
                 addr,
                 roles,
+                sources,
                 max_inflight,
                 deadline,
             } => {
@@ -1049,6 +1183,7 @@ impl Worker {
                 self.task = Task::Setup(SetupTask {
                     addr,
                     queue: roles.into(),
+                    sources,
                     inflight: 0,
                     max_inflight: max_inflight.max(1),
                     deadline,
@@ -1147,8 +1282,17 @@ impl Worker {
         }
     }
 
-    fn connect(&mut self, addr: SocketAddr, role: Role) -> Result<(), String> {
-        let mut stream = TcpStream::connect(addr).map_err(|e| {
+    fn connect(
+        &mut self,
+        addr: SocketAddr,
+        role: Role,
+        source: Option<IpAddr>,
+    ) -> Result<(), String> {
+        let mut stream = match source {
+            None => TcpStream::connect(addr),
+            Some(ip) => connect_from(ip, addr),
+        }
+        .map_err(|e| {
             if e.raw_os_error() == Some(24) {
                 format!("connect: {e} (raise the limit: ulimit -n)")
             } else {
@@ -1286,6 +1430,7 @@ impl Worker {
             task,
             control,
             stray_pushes,
+            heartbeats_in,
             heartbeat_seen,
             ..
         } = self;
@@ -1295,6 +1440,7 @@ impl Worker {
             task,
             control,
             stray_pushes,
+            heartbeats_in,
             heartbeat_seen,
         };
         let mut pos = 0;
@@ -1401,7 +1547,11 @@ impl Worker {
             if s.first_ns.is_none() {
                 s.first_ns = Some(ns_since(self.epoch, now));
             }
-            match self.connect(s.addr, role) {
+            let source = match role {
+                Role::Client(i) if !s.sources.is_empty() => Some(s.sources[i % s.sources.len()]),
+                _ => None,
+            };
+            match self.connect(s.addr, role, source) {
                 Ok(()) => s.inflight += 1,
                 Err(e) => {
                     s.failed += 1;
@@ -1482,6 +1632,23 @@ impl Worker {
     }
 }
 
+/// A non-blocking connect to `addr` from `source` (port chosen by the kernel from that address's
+/// ephemeral range).
+fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(EINPROGRESS) || would_block(&e) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(std::net::TcpStream::from(socket)))
+}
+
+/// Linux's "operation now in progress", a non-blocking connect's usual answer.
+const EINPROGRESS: i32 = 115;
+
 /// Counts a finished (or failed) connection setup into the setup task.
 fn setup_finished(task: &mut Task, conn: &Conn, now: Instant, now_ns: u64) {
     if let Task::Setup(s) = task {
@@ -1557,8 +1724,8 @@ fn on_package(
             Phase::Connecting | Phase::Handshaking => {
                 return Err("HEARTBEAT before the handshake".into());
             }
-            // The echo of ours (or the server's own): nothing to do, the sweep keeps time.
-            Phase::Binding | Phase::Ready => {}
+            // The echo of ours (or the server's own): counted; the sweep keeps time.
+            Phase::Binding | Phase::Ready => *shared.heartbeats_in += 1,
         },
         PackageType::Data => {
             let msg = decode_message(body)
@@ -1696,6 +1863,7 @@ impl Pool {
                 scratch: vec![0; READ_CHUNK],
                 unexpected_closes: 0,
                 stray_pushes: 0,
+                heartbeats_in: 0,
                 heartbeat_seen: None,
                 notes: BTreeMap::new(),
                 next_sweep: Instant::now() + SWEEP,
@@ -1808,6 +1976,10 @@ impl Pool {
 
     fn unexpected_closes(&self) -> u64 {
         self.statuses.iter().map(|s| s.unexpected_closes).sum()
+    }
+
+    fn heartbeats_in(&self) -> u64 {
+        self.statuses.iter().map(|s| s.heartbeats_in).sum()
     }
 
     fn notes(&self) -> BTreeMap<String, u64> {
@@ -1977,6 +2149,7 @@ fn scenario_setup(
             .filter(|i| i % n == w)
             .map(Role::Client)
             .collect(),
+        sources: opts.sources.clone(),
         max_inflight: opts.connect_concurrency.div_ceil(n),
         deadline,
     })?;
@@ -2152,6 +2325,124 @@ fn scenario_memory(
                 "% of a core",
             );
         }
+    }
+    Ok(())
+}
+
+/// Holds every session open, idle but for heartbeats, for `--hold` seconds (default 2.5
+/// heartbeat intervals), then checks that the server still has all of them: the capacity figure.
+fn scenario_hold(
+    opts: &Opts,
+    pool: &mut Pool,
+    server: &Server,
+    before: &MemBefore,
+    sessions: usize,
+    res: &mut Results,
+) -> Result<(), String> {
+    const S: &str = "hold";
+    pool.refresh_status()?;
+    let heartbeat = pool.statuses.iter().find_map(|s| s.heartbeat);
+    let secs = opts
+        .hold
+        .unwrap_or_else(|| heartbeat.map_or(10.0, |h| h as f64 * 2.5));
+    let (closes0, beats0) = (pool.unexpected_closes(), pool.heartbeats_in());
+    eprintln!(
+        "loadgen: scenario hold: {sessions} sessions for {secs:.0} s (heartbeat {})",
+        heartbeat.map_or("off".into(), |h| format!("{h} s"))
+    );
+    let mut watch = CpuWatch::new(server.pid, server.tck);
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut next_line = start + Duration::from_secs(10);
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if now >= next_line {
+            next_line += Duration::from_secs(10);
+            pool.refresh_status()?;
+            eprintln!(
+                "loadgen: hold: {:.0} s of {secs:.0}, {} connection(s) lost so far, {} heartbeats received",
+                now.duration_since(start).as_secs_f64(),
+                pool.unexpected_closes() - closes0,
+                pool.heartbeats_in() - beats0
+            );
+        }
+        if let Some(w) = watch.as_mut() {
+            w.poke();
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(200)));
+    }
+    let cpu = watch.and_then(CpuWatch::finish);
+    pool.refresh_status()?;
+    let lost = pool.unexpected_closes() - closes0;
+    let beats = pool.heartbeats_in() - beats0;
+    let stats = pool.stats()?;
+    res.row(S, "seconds", "held for".into(), secs, "s");
+    let alive = stats["sessions"].as_u64();
+    if let Some(n) = alive {
+        res.row(
+            S,
+            "sessions",
+            "sessions alive at the end (stats route, incl. control)".into(),
+            n as f64,
+            "sessions",
+        );
+    }
+    if let Some(b) = stats["bound"].as_u64() {
+        res.row(S, "bound", "bound uids at the end".into(), b as f64, "uids");
+    }
+    res.row(
+        S,
+        "lost",
+        "client connections lost while holding".into(),
+        lost as f64,
+        "connections",
+    );
+    res.row(
+        S,
+        "heartbeats",
+        "HEARTBEATs received by the clients while holding".into(),
+        beats as f64,
+        "packages",
+    );
+    if let Some((ns, wall)) = cpu {
+        res.row(
+            S,
+            "server_cpu",
+            format!("server CPU while holding {sessions} sessions"),
+            100.0 * ns as f64 / wall.as_nanos() as f64,
+            "% of a core",
+        );
+    }
+    if let Some(b) = server.pid.and_then(vm_rss) {
+        res.row(
+            S,
+            "rss_end",
+            "server VmRSS at the end".into(),
+            b as f64 / 1048576.0,
+            "MiB",
+        );
+        if let Some(a) = before.vm_rss {
+            res.row(
+                S,
+                "rss_per_session",
+                "RSS per held session at the end (VmRSS delta)".into(),
+                (b as f64 - a as f64) / sessions as f64,
+                "B/session",
+            );
+        }
+    }
+    if heartbeat.is_some() && secs >= 2.0 * heartbeat.unwrap_or(0) as f64 && beats == 0 {
+        res.warnings
+            .push("hold: heartbeats are on, but no client received one".into());
+    }
+    if lost > 0 || alive.is_some_and(|n| n < sessions as u64 + 1) {
+        return Err(format!(
+            "{lost} of {sessions} connection(s) lost while holding; the server reports {} sessions",
+            alive.map_or("?".into(), |n| n.to_string())
+        ));
     }
     Ok(())
 }
@@ -2695,14 +2986,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    if let Some((lo, hi)) = port_range() {
-        let ports = hi.saturating_sub(lo) + 1;
-        if opts.clients as u64 + 100 > ports {
-            eprintln!(
-                "loadgen: {} clients need as many local ports, but ip_local_port_range has {ports} \
-                 ({lo}-{hi}); widen it (sysctl net.ipv4.ip_local_port_range) or use fewer --clients",
-                opts.clients
-            );
+    let mut opts = opts;
+    match source_addrs(&opts) {
+        Ok(sources) => opts.sources = sources,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
             return ExitCode::from(1);
         }
     }
@@ -2737,7 +3025,15 @@ fn run(opts: &Opts) -> Result<bool, String> {
         + Duration::from_secs_f64(opts.seconds * 3.0)
         + Duration::from_millis(opts.clients as u64 * 2)
         + push_budget(opts.clients, opts.rounds) * opts.blast_runs as u32
-        + push_budget(opts.clients, 1) * opts.fanouts as u32;
+        + push_budget(opts.clients, 1) * opts.fanouts as u32
+        + if opts.wants("hold") {
+            Duration::from_secs_f64(
+                opts.hold
+                    .unwrap_or(opts.heartbeat.unwrap_or(30) as f64 * 2.5),
+            )
+        } else {
+            Duration::ZERO
+        };
     let (mut gate, server) = if opts.spawn_gate {
         let (gate, addr) = spawn_gate(opts, lifetime)?;
         let pid = gate.pid;
@@ -2773,6 +3069,7 @@ fn run(opts: &Opts) -> Result<bool, String> {
         Cmd::Setup {
             addr: server.addr,
             roles: vec![Role::Control],
+            sources: Vec::new(),
             max_inflight: 1,
             deadline: Instant::now() + Duration::from_secs(10),
         },
@@ -2817,6 +3114,14 @@ fn run(opts: &Opts) -> Result<bool, String> {
             if let Err(e) = scenario_memory(&pool, &server, &mem_before, sessions, &mut res) {
                 res.fail("memory", e);
             }
+        }
+        if opts.wants("hold") {
+            let closes = pool.unexpected_closes();
+            if let Err(e) = scenario_hold(opts, &mut pool, &server, &mem_before, sessions, &mut res)
+            {
+                res.fail("hold", e);
+            }
+            check_closes(&mut pool, &mut res, "hold", closes);
         }
         for (name, scenario) in scenarios {
             if !opts.wants(name) {

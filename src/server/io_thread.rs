@@ -4,6 +4,7 @@ use crate::events::CloseReason;
 use crate::id::Sid;
 use crate::inbox::Command;
 use crate::server::conn::{ConnCore, ConnEnv, Pushed};
+use crate::server::log_limit::LogLimit;
 use crate::server::{Shared, TICK};
 use crate::sync::Ordering;
 use mio::net::{TcpListener, TcpStream};
@@ -49,6 +50,9 @@ pub(crate) struct IoThread {
     to_close: Vec<(usize, CloseReason)>,
     next_handoff: usize,
     accept_retry: bool,
+    /// One log line per interval for `accept` failures and `max_connections` refusals.
+    accept_failed_log: LogLimit,
+    refused_log: LogLimit,
     stopping: bool,
 }
 
@@ -83,6 +87,8 @@ impl IoThread {
             to_close: Vec::new(),
             next_handoff: 0,
             accept_retry: false,
+            accept_failed_log: LogLimit::default(),
+            refused_log: LogLimit::default(),
             stopping: false,
         })
     }
@@ -175,10 +181,13 @@ impl IoThread {
                     if shared.connections.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
                         shared.connections.fetch_sub(1, Ordering::AcqRel);
                         shared.metrics[self.index].refused(1);
-                        log::warn!(
-                            "gatehouse: refused {addr}: max_connections ({}) reached",
-                            shared.max_connections
-                        );
+                        if let Some(more) = self.refused_log.hit(now) {
+                            log::warn!(
+                                "gatehouse: refused {addr}: max_connections ({}) reached \
+                                 ({more} more refused since the last such line)",
+                                shared.max_connections
+                            );
+                        }
                         drop(stream);
                         continue;
                     }
@@ -196,7 +205,14 @@ impl IoThread {
                 Err(err) => {
                     // EMFILE/ENFILE and the like: the pending connections stay in the backlog;
                     // retry shortly instead of waiting for the next (edge-triggered) event.
-                    log::warn!("gatehouse: accept failed: {err}");
+                    if let Some(more) = self.accept_failed_log.hit(now) {
+                        log::warn!(
+                            "gatehouse: accept failed: {err}; clients wait in the listen \
+                             backlog, retrying every {:?} ({more} more failures since the last \
+                             such line; EMFILE: raise `ulimit -n`)",
+                            TICK / 10
+                        );
+                    }
                     self.accept_retry = true;
                     break;
                 }

@@ -24,6 +24,7 @@ mod conn;
 pub mod fuzzing;
 mod handler;
 mod io_thread;
+mod log_limit;
 mod metrics;
 
 pub use builder::ServerBuilder;
