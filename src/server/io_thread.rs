@@ -11,6 +11,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -53,7 +54,24 @@ pub(crate) struct IoThread {
     /// One log line per interval for `accept` failures and `max_connections` refusals.
     accept_failed_log: LogLimit,
     refused_log: LogLimit,
+    /// A descriptor held in reserve (on `/dev/null`) by the accepting thread: when `accept`
+    /// fails for want of descriptors, closing it lets the backlog be accepted and closed at
+    /// once (see [`IoThread::shed_backlog`]).
+    spare_fd: Option<File>,
     stopping: bool,
+}
+
+/// The most waiting connections one [`IoThread::shed_backlog`] closes (a flood cannot keep it
+/// looping; the retry comes back for the rest).
+const SHED_PER_TURN: u64 = 4096;
+
+/// EMFILE (this process) or ENFILE (the whole system) on Linux and the BSDs.
+fn out_of_fds(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(23) | Some(24))
+}
+
+fn reserve_fd() -> Option<File> {
+    File::open("/dev/null").ok()
 }
 
 fn interrupted(err: &io::Error) -> bool {
@@ -75,6 +93,7 @@ impl IoThread {
             poll.registry()
                 .register(listener, LISTENER, Interest::READABLE)?;
         }
+        let spare_fd = listener.as_ref().and_then(|_| reserve_fd());
         Ok(IoThread {
             index,
             poll,
@@ -89,6 +108,7 @@ impl IoThread {
             accept_retry: false,
             accept_failed_log: LogLimit::default(),
             refused_log: LogLimit::default(),
+            spare_fd,
             stopping: false,
         })
     }
@@ -203,21 +223,72 @@ impl IoThread {
                 Err(err) if would_block(&err) => break,
                 Err(err) if interrupted(&err) => continue,
                 Err(err) => {
-                    // EMFILE/ENFILE and the like: the pending connections stay in the backlog;
-                    // retry shortly instead of waiting for the next (edge-triggered) event.
-                    if let Some(more) = self.accept_failed_log.hit(now) {
-                        log::warn!(
-                            "gatehouse: accept failed: {err}; clients wait in the listen \
-                             backlog, retrying every {:?} ({more} more failures since the last \
-                             such line; EMFILE: raise `ulimit -n`)",
-                            TICK / 10
-                        );
+                    // Out of descriptors: close what waits (with the reserve descriptor).
+                    // Other errors, or no reserve: the connections stay in the backlog; retry
+                    // shortly instead of waiting for the next (edge-triggered) event.
+                    let (shed, drained) = if out_of_fds(&err) {
+                        self.shed_backlog()
+                    } else {
+                        (0, false)
+                    };
+                    if shed > 0 {
+                        self.metrics().refused(shed);
                     }
-                    self.accept_retry = true;
+                    if let Some(more) = self.accept_failed_log.hit(now) {
+                        if shed > 0 {
+                            log::warn!(
+                                "gatehouse: accept failed: {err}; closed {shed} waiting \
+                                 connection(s) at once ({more} more failures since the last \
+                                 such line; raise `ulimit -n`)"
+                            );
+                        } else {
+                            log::warn!(
+                                "gatehouse: accept failed: {err}; clients wait in the listen \
+                                 backlog, retrying every {:?} ({more} more failures since the \
+                                 last such line)",
+                                TICK / 10
+                            );
+                        }
+                    }
+                    self.accept_retry = !drained;
                     break;
                 }
             }
         }
+    }
+
+    /// The process is out of file descriptors, so `accept` fails and clients would wait in the
+    /// backlog until they give up. Instead: close the reserve descriptor, accept and close at
+    /// once up to [`SHED_PER_TURN`] waiting connections (each client sees its connection end
+    /// now), then take the reserve back (libuv's answer to EMFILE, too). Returns how many were
+    /// closed and whether the backlog was emptied.
+    fn shed_backlog(&mut self) -> (u64, bool) {
+        let Some(listener) = self.listener.as_ref() else {
+            return (0, true);
+        };
+        if self.spare_fd.take().is_none() {
+            // Lost the reserve earlier (another thread took the descriptor): try to get it
+            // back for next time.
+            self.spare_fd = reserve_fd();
+            return (0, false);
+        }
+        let (mut shed, mut drained) = (0, false);
+        while shed < SHED_PER_TURN {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    drop(stream);
+                    shed += 1;
+                }
+                Err(err) if would_block(&err) => {
+                    drained = true;
+                    break;
+                }
+                Err(err) if interrupted(&err) => {}
+                Err(_) => break,
+            }
+        }
+        self.spare_fd = reserve_fd();
+        (shed, drained)
     }
 
     fn take_handoff(&mut self, now: Instant) {

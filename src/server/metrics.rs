@@ -33,7 +33,8 @@ pub struct Metrics {
     pub bound_uids: usize,
     /// Connections accepted.
     pub accepted: u64,
-    /// Connections refused at accept (`max_connections`).
+    /// Connections closed at accept: `max_connections` reached, or the process out of file
+    /// descriptors (the backlog is accepted and closed with a reserve descriptor).
     pub refused: u64,
     /// Bytes read from clients.
     pub bytes_in: u64,
