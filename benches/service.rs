@@ -606,6 +606,40 @@ fn broadcast<A: Api>(g: &mut BenchmarkGroup<'_, WallTime>, users: usize) {
     }
 }
 
+/// The same broadcast with gatehouse's batched [`SessionService::broadcast`]: one walk per
+/// shard, pushes under its read lock, one wake-up per shard (row `gatehouse_broadcast`).
+fn broadcast_batched(g: &mut BenchmarkGroup<'_, WallTime>, users: usize) {
+    let mut state = None;
+    g.bench_with_input(
+        BenchmarkId::new("gatehouse_broadcast", users),
+        &users,
+        |b, _| {
+            let (w, frame) = state.get_or_insert_with(|| {
+                let w = World::<Gatehouse>::new(users);
+                let frame = Frame::new(push_bytes());
+                assert_eq!(w.api.0.broadcast(&frame), Ok(users));
+                assert_eq!(w.api.drain(), users);
+                (w, frame)
+            });
+            b.iter_custom(|iters| {
+                timed_batches(
+                    iters,
+                    1,
+                    || {
+                        black_box(w.api.0.broadcast(frame).unwrap_or(0));
+                    },
+                    || {
+                        w.api.drain();
+                    },
+                )
+            });
+        },
+    );
+    if let Some((w, _)) = &state {
+        w.check_no_refusals();
+    }
+}
+
 /// `bind` of a fresh uid then `unbind`, on one session, with `users` other users bound.
 fn bind_unbind<A: Api>(g: &mut BenchmarkGroup<'_, WallTime>, users: usize) {
     let mut state = None;
@@ -739,6 +773,7 @@ fn bench_broadcast(c: &mut Criterion) {
     let mut g = c.benchmark_group("broadcast_enqueue");
     g.throughput(Throughput::Elements(10_000));
     broadcast::<Gatehouse>(&mut g, 10_000);
+    broadcast_batched(&mut g, 10_000);
     broadcast::<RwLockHashMap>(&mut g, 10_000);
     g.finish();
 }

@@ -47,6 +47,8 @@ fn_of() {
     drain_write_32) echo probe_drain_write ;;
     decode_request) echo probe_decode ;;
     bind_unbind) echo probe_bind_unbind ;;
+    broadcast_10k) echo probe_broadcast ;;
+    broadcast_each_send_10k) echo probe_broadcast_each_send ;;
     *) echo "callgrind.sh: no measured function for case $1" >&2; return 1 ;;
   esac
 }

@@ -14,7 +14,7 @@
 # Debug a failing model: LOOM_LOG=trace LOOM_LOCATION=1 bin/loom.sh --no-mutants -- NAME
 #
 # Cost (2 cores): one unoptimised build of loom + gatehouse + dependencies per cfg set (the
-# models, and each of the 9 mutants: RUSTFLAGS is part of every artifact's hash), ~23 s of CPU
+# models, and each of the 11 mutants: RUSTFLAGS is part of every artifact's hash), ~23 s of CPU
 # each, kept side by side in loom-tests/target so warm re-runs only run the models (~5 s).
 # Cold: ~2-3 min on an idle 2-core machine.
 set -euo pipefail
@@ -71,6 +71,8 @@ if [ "$mutants" = 1 ]; then
         "split_index_remove|index|index_readers_never_torn|torn uid lookup|sent to 0 sessions"
         "spill_ignores_unknown_uid|index|send_by_uid_spilled_racing_kick|sent to 0 sessions"
         "unindex_whole_uid|kick|kick_racing_bind|does not list it there"
+        "broadcast_skip_notify|broadcast|broadcast_racing_close|deadlock"
+        "broadcast_push_unlocked|broadcast|broadcast_racing_close|queued after its Close"
     )
     survived=()
     for row in "${MUTANTS[@]}"; do

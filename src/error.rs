@@ -190,3 +190,32 @@ impl fmt::Display for UidSendError {
 }
 
 impl std::error::Error for UidSendError {}
+
+/// [`SessionService::broadcast`](crate::SessionService::broadcast) could not queue the frame
+/// for every bound session it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BroadcastError {
+    /// Some shards' inboxes were full: `enqueued` sessions got the frame, `refused` did not
+    /// (each refusal is also counted in [`Inbox::refused`](crate::Inbox::refused)). Nothing is
+    /// retried: the I/O thread is behind, so shed load or retry the whole broadcast later.
+    InboxFull {
+        /// Sessions the frame was queued for.
+        enqueued: usize,
+        /// Sessions whose shard inbox was full.
+        refused: usize,
+    },
+}
+
+impl fmt::Display for BroadcastError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BroadcastError::InboxFull { enqueued, refused } => write!(
+                f,
+                "outbound inbox full: broadcast queued for {enqueued} session(s), refused for {refused}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BroadcastError {}

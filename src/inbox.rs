@@ -123,11 +123,19 @@ impl Inbox {
 
     /// Queues a send; gives the frame back if the queue is full.
     pub(crate) fn push_send(&self, sid: Sid, frame: Frame) -> Result<(), Frame> {
+        self.push_send_unnotified(sid, frame)?;
+        self.notify();
+        Ok(())
+    }
+
+    /// Queues a send **without** the wake-up step; gives the frame back if the queue is full.
+    /// The caller must call [`notify`](Self::notify) after its last push (batched producers:
+    /// `SessionService::broadcast` notifies once per shard). Until then the consumer may not
+    /// know about the command; that is all: the no-lost-wake-up argument only needs *some*
+    /// flag swap after each push in the producer's program order, not one per push.
+    pub(crate) fn push_send_unnotified(&self, sid: Sid, frame: Frame) -> Result<(), Frame> {
         match self.queue.push(Command::Send { sid, frame }) {
-            Ok(()) => {
-                self.notify();
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(Command::Send { frame, .. }) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 Err(frame)
@@ -144,7 +152,9 @@ impl Inbox {
         self.notify();
     }
 
-    fn notify(&self) {
+    /// The producer's half of the wake-up protocol: flag a wake-up, and issue it if this call
+    /// flipped the flag. Covers every push this thread made before it.
+    pub(crate) fn notify(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
             if let Some(waker) = self.waker.get() {
                 waker.wake();

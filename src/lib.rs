@@ -89,7 +89,8 @@ pub use config::{ConfigError, SessionConfig};
 pub use conn_table::ConnTable;
 pub use driver::{MemoryConn, MemoryDriver};
 pub use error::{
-    BindError, CreateError, SendError, SendErrorKind, UidSendError, UnbindError, UnknownSession,
+    BindError, BroadcastError, CreateError, SendError, SendErrorKind, UidSendError, UnbindError,
+    UnknownSession,
 };
 pub use events::{CloseReason, SessionListener};
 pub use frame::Frame;

@@ -2,7 +2,8 @@
 
 use crate::config::{ConfigError, SessionConfig};
 use crate::error::{
-    BindError, CreateError, SendError, SendErrorKind, UidSendError, UnbindError, UnknownSession,
+    BindError, BroadcastError, CreateError, SendError, SendErrorKind, UidSendError, UnbindError,
+    UnknownSession,
 };
 use crate::events::{CloseReason, SessionListener};
 use crate::frame::Frame;
@@ -22,6 +23,10 @@ use std::sync::Arc;
 
 /// Sessions copied out of a shard per lock hold while iterating (see `for_each_session`).
 const VISIT_CHUNK: usize = 32;
+/// Slots a broadcast walks per shard read-lock hold (see `broadcast`): long enough that the
+/// lock's two atomic operations vanish in the per-session cost, short enough that a writer
+/// (`bind`, `close`) waits at most a few microseconds behind it.
+const BROADCAST_CHUNK: usize = 256;
 
 /// The frontend session registry: one session per client connection, bound to user ids,
 /// kicked, pushed to by sid or by uid. pomelo's `SessionService`, sharded and lock-light.
@@ -38,6 +43,7 @@ const VISIT_CHUNK: usize = 32;
 /// | [`get`](Self::get), [`send_message`](Self::send_message) | one shard read lock | no |
 /// | [`send_message_by_uid`](Self::send_message_by_uid) | one index shard read lock | no |
 /// | [`for_each_session`](Self::for_each_session), [`for_each_bound_session`](Self::for_each_bound_session) | each shard's read lock, briefly, once per 32 sessions | no |
+/// | [`broadcast`](Self::broadcast) | each shard's read lock once per 256 slots; lock-free pushes under it | no |
 /// | [`bind`](Self::bind), [`unbind`](Self::unbind) | one shard write lock, with one index shard write lock nested inside it | first bind of a uid only |
 /// | [`create`](Self::create), close/kick | one shard write lock (+ one index shard lock) | yes (cold) |
 ///
@@ -543,6 +549,119 @@ impl SessionService {
                 refused,
             }),
         }
+    }
+
+    /// Queues `frame` for every live session bound to a uid, once per session (pomelo's channel
+    /// broadcast with `binded: true`, without its duplicate delivery: a uid with k sessions gets
+    /// one frame on each, not k). Returns how many sessions it was queued for. Unbound sessions
+    /// (connected, not logged in) are skipped, as pomelo's bound broadcast skips them; to reach
+    /// them too, use [`for_each_session`](Self::for_each_session) +
+    /// [`send_message`](Self::send_message).
+    ///
+    /// Hot path, allocation-free. Each shard is walked once: under its read lock, held for at
+    /// most 256 slots at a time, every bound session's `Send` is pushed straight onto the
+    /// shard's lock-free inbox (one reference-count increment per session, no per-session
+    /// lookup, no second lock). The shard's I/O thread is woken once, after its last push (or
+    /// at the first refused push, so that it starts draining a full inbox); from the I/O thread
+    /// itself, inside a loop turn opened with [`Inbox::hold_wake`], not at all. This is what
+    /// makes it cheaper than `for_each_bound_session` + `send_message`, which pays a second
+    /// shard lock, a slab lookup and a wake-flag swap per session.
+    ///
+    /// Concurrency: a session bound for the whole call gets exactly one frame. One bound,
+    /// unbound, created or closed meanwhile may or may not get it; one that closes gets it
+    /// *before* its [`Command::Close`](crate::Command::Close) if at all, because the push
+    /// happens under the shard lock that `close` needs to remove it. Size the inboxes for the
+    /// largest broadcast (`inbox_capacity` ≥ bound sessions per shard + other traffic): a full
+    /// inbox refuses the rest of that shard's pushes.
+    ///
+    /// # Errors
+    ///
+    /// [`BroadcastError::InboxFull`] if some shards' inboxes were full: the frame reached
+    /// `enqueued` sessions and was refused for `refused` (nothing is dropped silently).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gatehouse::{Command, Frame, SessionConfig, SessionService};
+    ///
+    /// let service = SessionService::new(SessionConfig::default().shards(1)).unwrap();
+    /// let a = service.create(None).unwrap();
+    /// let b = service.create(None).unwrap();
+    /// let _guest = service.create(None).unwrap(); // not logged in: skipped
+    /// service.bind(a, "player-1").unwrap();
+    /// service.bind(b, "player-1").unwrap(); // a second device of the same player
+    ///
+    /// let frame = Frame::from_static(b"\x04\x00\x00\x01\x06");
+    /// assert_eq!(service.broadcast(&frame), Ok(2)); // one frame per session
+    ///
+    /// let mut sent_to = Vec::new();
+    /// service.inbox(0).unwrap().drain(|cmd| {
+    ///     if let Command::Send { sid, .. } = cmd {
+    ///         sent_to.push(sid);
+    ///     }
+    /// });
+    /// assert_eq!(sent_to, [a, b]);
+    /// ```
+    pub fn broadcast(&self, frame: &Frame) -> Result<usize, BroadcastError> {
+        let (mut enqueued, mut refused) = (0, 0);
+        // Seeded bug for the loom models: the `for_each_bound_session` + push idiom, which
+        // pushes after the shard lock is released, so a close landing in between is overtaken.
+        #[cfg(gatehouse_loom_mutant = "broadcast_push_unlocked")]
+        self.for_each_bound_session(|sid, _| {
+            match self
+                .shard_of(sid)
+                .map(|s| s.inbox.push_send(sid, frame.clone()))
+            {
+                Some(Ok(())) => enqueued += 1,
+                _ => refused += 1,
+            }
+        });
+        #[cfg(not(gatehouse_loom_mutant = "broadcast_push_unlocked"))]
+        for shard in self.shards.iter() {
+            let (queued, full) = Self::broadcast_shard(shard, frame);
+            enqueued += queued;
+            refused += full;
+        }
+        match refused {
+            0 => Ok(enqueued),
+            _ => Err(BroadcastError::InboxFull { enqueued, refused }),
+        }
+    }
+
+    /// One shard of [`broadcast`](Self::broadcast): `(queued, refused)`.
+    fn broadcast_shard(shard: &Shard, frame: &Frame) -> (usize, usize) {
+        let (mut queued, mut refused) = (0, 0);
+        let mut slot = 0;
+        loop {
+            let registry = shard.registry.read();
+            let end = registry.high_water();
+            let stop = end.min(slot + BROADCAST_CHUNK);
+            while slot < stop {
+                if let Some(e) = registry.at(slot).filter(|e| e.uid.is_some()) {
+                    match shard.inbox.push_send_unnotified(e.sid, frame.clone()) {
+                        Ok(()) => queued += 1,
+                        Err(_refused) => {
+                            if refused == 0 {
+                                // Full: wake the consumer now, so it drains while we go on.
+                                shard.inbox.notify();
+                            }
+                            refused += 1;
+                        }
+                    }
+                }
+                slot += 1;
+            }
+            drop(registry);
+            if slot >= end {
+                break;
+            }
+        }
+        // Seeded bug for the loom models: no wake-up after the pushes.
+        #[cfg(not(gatehouse_loom_mutant = "broadcast_skip_notify"))]
+        if queued > 0 {
+            shard.inbox.notify();
+        }
+        (queued, refused)
     }
 
     // === iteration ===========================================================================

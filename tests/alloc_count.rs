@@ -339,6 +339,17 @@ fn broadcast_to_bound_sessions_is_allocation_free() {
     );
 }
 
+#[test]
+fn broadcast_is_allocation_free() {
+    // `SessionService::broadcast`: 50 broadcasts × 212 bound sessions per batch, exactly 0
+    // allocations, and every bound session (none of the 50 unbound ones) gets each frame.
+    let fx = fixture();
+    let bound = fx.bound_sessions;
+    assert_hot_n("broadcast", &fx, 50, bound, |_| {
+        assert_eq!(fx.service.broadcast(&fx.frame), Ok(bound));
+    });
+}
+
 // === cold paths: explicit upper bounds ===========================================================
 //
 // Each bound is the number measured on this code (rustc 1.95, dev profile) and asserted with

@@ -3,9 +3,9 @@
 //! transport). One `#[test]` per behaviour; each asserts the exact observable result.
 
 use gatehouse::{
-    BindError, CloseReason, Command, CreateError, Frame, MemoryDriver, SendError, SendErrorKind,
-    SessionConfig, SessionListener, SessionService, SessionSnapshot, SessionState, Settings, Sid,
-    Uid, UidSendError, UnbindError, UnknownSession,
+    BindError, BroadcastError, CloseReason, Command, CreateError, Frame, MemoryDriver, SendError,
+    SendErrorKind, SessionConfig, SessionListener, SessionService, SessionSnapshot, SessionState,
+    Settings, Sid, Uid, UidSendError, UnbindError, UnknownSession,
 };
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -1076,6 +1076,202 @@ fn iteration_visits_each_session_exactly_once_across_chunks() {
     });
     seen.sort();
     assert_eq!(seen, bound);
+}
+
+// === broadcast =================================================================================
+
+/// The `Send` targets in `commands`, in order.
+fn send_targets(commands: &[Command]) -> Vec<Sid> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Send { sid, .. } => Some(*sid),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn broadcast_reaches_each_bound_session_once_and_skips_unbound_ones() {
+    // Two shards and more sessions than one lock-hold chunk per shard, with holes.
+    let (service, _rx) = recorded(SessionConfig::default().shards(2), Hooks::default());
+    let many: Vec<Sid> = (0..3).map(|_| service.create(None).unwrap()).collect();
+    for sid in &many {
+        service.bind(*sid, "many").unwrap();
+    }
+    let mut bound = many.clone();
+    let mut unbound = Vec::new();
+    for i in 0..1200 {
+        let sid = service.create(None).unwrap();
+        match i % 3 {
+            0 => {
+                service.bind(sid, &format!("u{i}")).unwrap();
+                bound.push(sid);
+            }
+            1 => unbound.push(sid),
+            _ => assert!(service.kick_by_session_id(sid, None)),
+        }
+    }
+    drain_all(&service);
+    let push = frame("news");
+    assert_eq!(service.broadcast(&push), Ok(bound.len()));
+    let commands = drain_all(&service);
+    assert_eq!(commands.len(), bound.len(), "only sends, nothing else");
+    let mut targets = send_targets(&commands);
+    targets.sort();
+    bound.sort();
+    assert_eq!(
+        targets, bound,
+        "each bound session exactly once, no unbound one"
+    );
+    // A uid with three sessions gets one frame per session, not three per session (pomelo's
+    // binded broadcast bug).
+    assert_eq!(targets.iter().filter(|s| many.contains(s)).count(), 3);
+    assert!(commands.iter().all(|c| match c {
+        Command::Send { frame, .. } => frame.as_bytes() == b"news",
+        _ => false,
+    }));
+    assert!(unbound.iter().all(|s| !targets.contains(s)));
+    assert!(service.inbox(0).unwrap().refused() + service.inbox(1).unwrap().refused() == 0);
+}
+
+#[test]
+fn broadcast_does_not_reach_closed_or_unbound_sessions() {
+    let (service, _rx) = recorded(SessionConfig::default().shards(1), Hooks::default());
+    let a = service.create(None).unwrap();
+    let b = service.create(None).unwrap();
+    let c = service.create(None).unwrap();
+    for (sid, uid) in [(a, "a"), (b, "b"), (c, "c")] {
+        service.bind(sid, uid).unwrap();
+    }
+    assert!(service.kick_by_session_id(a, Some("bye")));
+    service.unbind(b, "b").unwrap();
+    // `a`'s slot is reused by a new, unbound session: still not reached.
+    let reused = service.create(None).unwrap();
+    assert_eq!(reused.into_raw() & 0xff_ffff, a.into_raw() & 0xff_ffff);
+    let before = drain_all(&service);
+    assert_eq!(send_targets(&before), []);
+
+    assert_eq!(service.broadcast(&frame("x")), Ok(1));
+    assert_eq!(send_targets(&drain_all(&service)), [c]);
+    // Nobody bound: nothing queued, and no wake-up either.
+    service.unbind(c, "c").unwrap();
+    assert_eq!(service.broadcast(&frame("y")), Ok(0));
+    assert!(drain_all(&service).is_empty());
+    assert!(!service.inbox(0).unwrap().wake_pending());
+}
+
+#[test]
+fn broadcast_counts_sessions_refused_by_a_full_inbox() {
+    // Shard 0's inbox holds 4 commands, 2 already queued; shard 1's has room.
+    let config = SessionConfig::default().shards(2).inbox_capacity(4);
+    let (service, _rx) = recorded(config, Hooks::default());
+    let on = |shard| {
+        let sid = service.create_in(shard, None).unwrap();
+        service.bind(sid, &format!("u{}", sid.into_raw())).unwrap();
+        sid
+    };
+    let zero: Vec<Sid> = (0..5).map(|_| on(0)).collect();
+    let one: Vec<Sid> = (0..3).map(|_| on(1)).collect();
+    service.send_message(zero[0], frame("earlier")).unwrap();
+    service.send_message(zero[1], frame("earlier")).unwrap();
+
+    let err = service.broadcast(&frame("b")).unwrap_err();
+    assert_eq!(
+        err,
+        BroadcastError::InboxFull {
+            enqueued: 2 + 3,
+            refused: 3
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "outbound inbox full: broadcast queued for 5 session(s), refused for 3"
+    );
+    let inbox0 = service.inbox(0).unwrap();
+    assert_eq!((inbox0.refused(), inbox0.len()), (3, 4));
+    assert!(
+        inbox0.wake_pending(),
+        "a refused push still wakes the consumer"
+    );
+    let mut shard0 = Vec::new();
+    inbox0.drain(|cmd| shard0.push(cmd));
+    // The earlier sends, then the first two sessions in slot order.
+    assert_eq!(send_targets(&shard0), [zero[0], zero[1], zero[0], zero[1]]);
+    let mut shard1 = Vec::new();
+    service.inbox(1).unwrap().drain(|cmd| shard1.push(cmd));
+    assert_eq!(send_targets(&shard1), one);
+    // Drained: shard 0 takes 4 of its 5 sessions (its capacity), shard 1 all 3.
+    assert_eq!(
+        service.broadcast(&frame("c")),
+        Err(BroadcastError::InboxFull {
+            enqueued: 4 + 3,
+            refused: 1
+        })
+    );
+    assert_eq!(inbox0.refused(), 4);
+}
+
+#[test]
+fn broadcast_frames_precede_the_close_of_a_session_kicked_afterwards() {
+    let (service, _rx) = recorded(SessionConfig::default().shards(1), Hooks::default());
+    let mut driver = MemoryDriver::new(service.clone());
+    let sid = driver.connect(None).unwrap();
+    service.bind(sid, "p").unwrap();
+    assert_eq!(service.broadcast(&frame("last words")), Ok(1));
+    assert!(service.inbox(0).unwrap().wake_pending());
+    service.kick("p", Some("maintenance"));
+    driver.poll();
+    assert_eq!(bytes(driver.received(sid)), vec![b"last words"]);
+    assert_eq!(driver.kick_message(sid), Some("maintenance"));
+    assert_eq!(driver.stale(), 0);
+}
+
+#[test]
+fn broadcast_races_binds_and_kicks_without_losing_or_duplicating() {
+    // Sessions bound for the whole run get every broadcast exactly once, while other threads
+    // bind, unbind and kick their own sessions on the same shards.
+    let config = SessionConfig::default().shards(2).inbox_capacity(1 << 16);
+    let (service, _rx) = recorded(config, Hooks::default());
+    let stable: Vec<Sid> = (0..300)
+        .map(|i| {
+            let sid = service.create(None).unwrap();
+            service.bind(sid, &format!("stable-{i}")).unwrap();
+            sid
+        })
+        .collect();
+    const ROUNDS: usize = 50;
+    let churn = {
+        let service = service.clone();
+        thread::spawn(move || {
+            for i in 0..2000 {
+                let sid = service.create(None).unwrap();
+                service.bind(sid, &format!("churn-{}", i % 7)).unwrap();
+                if i % 2 == 0 {
+                    service.unbind(sid, &format!("churn-{}", i % 7)).unwrap();
+                }
+                service.kick_by_session_id(sid, None);
+            }
+        })
+    };
+    for _ in 0..ROUNDS {
+        service.broadcast(&frame("tick")).unwrap();
+    }
+    churn.join().unwrap();
+    let commands = drain_all(&service);
+    for sid in &stable {
+        let got = send_targets(&commands).iter().filter(|s| *s == sid).count();
+        assert_eq!(got, ROUNDS, "{sid:?}");
+    }
+    // Nothing queued for a churned session after its close.
+    let mut closed = std::collections::HashSet::new();
+    for cmd in &commands {
+        match cmd {
+            Command::Close { sid, .. } => assert!(closed.insert(*sid)),
+            Command::Send { sid, .. } => assert!(!closed.contains(sid), "{sid:?} sent after close"),
+            _ => {}
+        }
+    }
 }
 
 // === re-entrancy ===============================================================================

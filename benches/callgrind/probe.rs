@@ -29,6 +29,10 @@
 //!   `connector.entryHandler.echo {"t":1234567}` package; op = one package.
 //! * `bind_unbind` — `bind` then `unbind` of one session of 1,000 (fresh uid strings
 //!   pre-built); op = one pair.
+//! * `broadcast_10k` — `SessionService::broadcast` to 10,000 bound sessions (+100 unbound,
+//!   skipped) on two shards; op = one session reached. The inboxes are drained between calls.
+//! * `broadcast_each_send_10k` — the same broadcast the pre-`broadcast` way:
+//!   `for_each_bound_session` + `send_message(sid, frame.clone())`; op = one session reached.
 
 use gatehouse::protocol::{decode_message, decode_package, encode_data, Message, Route};
 use gatehouse::{Command, Frame, SessionConfig, SessionService, Sid};
@@ -45,7 +49,7 @@ const DECODE_BATCH: usize = 64;
 const BIND_BATCH: usize = 64;
 
 /// (case, ops per measured call, what one op is)
-const CASES: [(&str, usize, &str); 7] = [
+const CASES: [(&str, usize, &str); 9] = [
     (
         "send_uid_1",
         SEND_BATCH,
@@ -73,6 +77,16 @@ const CASES: [(&str, usize, &str); 7] = [
         "decode_package + decode_message, per request package",
     ),
     ("bind_unbind", BIND_BATCH, "bind + unbind pair, 1k sessions"),
+    (
+        "broadcast_10k",
+        VISIT_SESSIONS,
+        "broadcast, per bound session of 10k (+100 unbound)",
+    ),
+    (
+        "broadcast_each_send_10k",
+        VISIT_SESSIONS,
+        "for_each_bound_session + send_message, per session of 10k",
+    ),
 ];
 
 fn service(inbox: usize) -> SessionService {
@@ -135,6 +149,34 @@ fn probe_for_each_bound(svc: &SessionService) -> u64 {
         acc = acc.wrapping_add(black_box(sid).as_u64_for_probe()) ^ uid.len() as u64;
     });
     acc
+}
+
+#[inline(never)]
+fn probe_broadcast(svc: &SessionService, frame: &Frame) -> usize {
+    svc.broadcast(black_box(frame)).unwrap_or(0)
+}
+
+#[inline(never)]
+fn probe_broadcast_each_send(svc: &SessionService, frame: &Frame) -> usize {
+    let mut sent = 0;
+    svc.for_each_bound_session(|sid, _| {
+        sent += usize::from(svc.send_message(sid, frame.clone()).is_ok());
+    });
+    sent
+}
+
+/// 10,000 sessions bound to distinct uids and 100 unbound ones, on two shards.
+fn bound_10k(inbox: usize) -> Result<SessionService, String> {
+    let svc = service(inbox);
+    for i in 0..VISIT_SESSIONS {
+        let sid = svc.create(None).map_err(|e| e.to_string())?;
+        svc.bind(sid, &format!("u{i}")).map_err(|e| e.to_string())?;
+    }
+    // a few unbound ones, as a real frontend has (skipped by the visit)
+    for _ in 0..100 {
+        svc.create(None).map_err(|e| e.to_string())?;
+    }
+    Ok(svc)
 }
 
 struct Conn {
@@ -270,15 +312,7 @@ fn run(case: &str, calls: usize) -> Result<u64, String> {
             }
         }
         "for_each_bound_10k" => {
-            let svc = service(1024);
-            for i in 0..VISIT_SESSIONS {
-                let sid = svc.create(None).map_err(|e| e.to_string())?;
-                svc.bind(sid, &format!("u{i}")).map_err(|e| e.to_string())?;
-            }
-            // a few unbound ones, as a real frontend has (skipped by the visit)
-            for _ in 0..100 {
-                svc.create(None).map_err(|e| e.to_string())?;
-            }
+            let svc = bound_10k(1024)?;
             let mut n = 0;
             svc.for_each_bound_session(|_, _| n += 1);
             if n != VISIT_SESSIONS {
@@ -286,6 +320,21 @@ fn run(case: &str, calls: usize) -> Result<u64, String> {
             }
             for _ in 0..calls {
                 check = check.wrapping_add(probe_for_each_bound(&svc));
+            }
+        }
+        "broadcast_10k" | "broadcast_each_send_10k" => {
+            // 5,000 sessions per shard per call, drained (uncounted) between calls.
+            let svc = bound_10k(8192)?;
+            for _ in 0..calls {
+                let sent = if case == "broadcast_10k" {
+                    probe_broadcast(&svc, &frame)
+                } else {
+                    probe_broadcast_each_send(&svc, &frame)
+                };
+                if sent != VISIT_SESSIONS {
+                    return Err(format!("{case}: sent {sent}, expected {VISIT_SESSIONS}"));
+                }
+                check += drain_all(&svc) as u64;
             }
         }
         "drain_write_32" => {
