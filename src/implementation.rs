@@ -47,7 +47,20 @@
 //!
 //! `for_each_*` walk each shard's slab slot by slot. They copy up to 32 `(sid, uid)` pairs per
 //! read-lock hold onto the stack and run the callback after unlocking, so callbacks can re-enter
-//! the service and writers wait at most one short chunk.
+//! the service and writers wait at most one short chunk. `for_each_bound_session` copies
+//! `(Sid, Uid)` rather than `(Sid, Option<Uid>)` (60.6 instead of 69.3 instructions per session).
+//! What is left is mostly cloning the `Uid`: its derived `Clone` moves the inline bytes 1..8 as
+//! two overlapping 4-byte pieces through a stack temporary, and reloading that stalls on
+//! store-to-load forwarding once per session; that, not the instruction count, is why the walk
+//! stays near 7 ns per session. A dense per-shard list of bound sessions (a second slab, so
+//! positions stay stable while walkers release the lock) was measured and dropped: the same 60.5
+//! instructions per session with 1% unbound sessions, and `bind` + `unbind` 799 → 950.
+//!
+//! `broadcast` walks each shard once and pushes under its read lock, up to 256 slots per hold,
+//! then flips the shard's wake flag once: one `swap` after the last push covers every push
+//! before it (the no-lost-wake-up argument needs a swap after each push in program order, not
+//! one per push). Pushing under the lock orders a session's frame before its `Close`, which
+//! `close` can only queue after taking the write lock. Model: `loom-tests/tests/broadcast.rs`.
 //!
 //! [`Inbox`]: crate::Inbox
 //! [`Sid`]: crate::Sid

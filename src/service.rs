@@ -674,7 +674,7 @@ impl SessionService {
     /// once; one created or closed meanwhile may or may not be. Order: shard by shard, slot by
     /// slot.
     pub fn for_each_session(&self, f: impl FnMut(Sid, Option<&Uid>)) {
-        self.visit(false, f);
+        self.visit(f);
     }
 
     /// Calls `f` for every live session bound to a uid, **once per session** (pomelo
@@ -682,14 +682,45 @@ impl SessionService {
     /// [`for_each_session`](Self::for_each_session): allocation-free, no lock held while `f`
     /// runs.
     pub fn for_each_bound_session(&self, mut f: impl FnMut(Sid, &Uid)) {
-        self.visit(true, |sid, uid| {
-            if let Some(uid) = uid {
-                f(sid, uid)
+        // Its own walk rather than `visit` with a filter: the chunk holds `(Sid, Uid)`, not
+        // `(Sid, Option<Uid>)`, so filling it clones a `Uid` (one discriminant test) instead of
+        // an `Option<Uid>` against an `Option<Uid>` (four cases), and the callback loop tests
+        // nothing. Overwriting a chunk entry drops the previous uid (a no-op for inline ones).
+        let mut chunk: [(Sid, Uid); VISIT_CHUNK] =
+            std::array::from_fn(|_| (Sid::from_raw(0), Uid::new("")));
+        for shard in self.shards.iter() {
+            let mut slot = 0;
+            loop {
+                let mut n = 0;
+                {
+                    let registry = shard.registry.read();
+                    let end = registry.high_water();
+                    while slot < end && n < VISIT_CHUNK {
+                        if let Some(SessionEntry {
+                            sid,
+                            uid: Some(uid),
+                            ..
+                        }) = registry.at(slot)
+                        {
+                            let entry = &mut chunk[n];
+                            entry.0 = *sid;
+                            entry.1.clone_from(uid);
+                            n += 1;
+                        }
+                        slot += 1;
+                    }
+                    if n == 0 && slot >= end {
+                        break;
+                    }
+                }
+                for (sid, uid) in &chunk[..n] {
+                    f(*sid, uid);
+                }
             }
-        });
+        }
     }
 
-    fn visit(&self, bound_only: bool, mut f: impl FnMut(Sid, Option<&Uid>)) {
+    fn visit(&self, mut f: impl FnMut(Sid, Option<&Uid>)) {
         // A fixed array reused for every chunk: overwriting an entry drops the previous uid
         // (a no-op for inline ones), with none of a growable vector's bookkeeping.
         let mut chunk: [(Sid, Option<Uid>); VISIT_CHUNK] =
@@ -703,15 +734,13 @@ impl SessionService {
                     let end = registry.high_water();
                     while slot < end && n < VISIT_CHUNK {
                         if let Some(e) = registry.at(slot) {
-                            if !bound_only || e.uid.is_some() {
-                                // In place: assigning a whole new tuple moved the inline uid
-                                // through the stack in overlapping pieces and stalled on
-                                // store-to-load forwarding twice per session.
-                                let entry = &mut chunk[n];
-                                entry.0 = e.sid;
-                                entry.1.clone_from(&e.uid);
-                                n += 1;
-                            }
+                            // In place: assigning a whole new tuple moved the inline uid
+                            // through the stack in overlapping pieces and stalled on
+                            // store-to-load forwarding twice per session.
+                            let entry = &mut chunk[n];
+                            entry.0 = e.sid;
+                            entry.1.clone_from(&e.uid);
+                            n += 1;
                         }
                         slot += 1;
                     }
