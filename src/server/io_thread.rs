@@ -146,7 +146,8 @@ impl IoThread {
                     Token(t) => {
                         let key = t - FIRST_CONN;
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read_ready(key, now, &mut buf);
+                            let until_eagain = event.is_read_closed() || event.is_error();
+                            self.read_ready(key, now, &mut buf, until_eagain);
                         }
                         if event.is_writable() {
                             self.mark_dirty(key);
@@ -156,7 +157,7 @@ impl IoThread {
             }
             std::mem::swap(&mut self.reread, &mut rereading);
             for key in rereading.drain(..) {
-                self.read_ready(key, now, &mut buf);
+                self.read_ready(key, now, &mut buf, true);
             }
             if self.accept_retry {
                 self.accept_all(now);
@@ -339,7 +340,13 @@ impl IoThread {
 
     // === read ================================================================================
 
-    fn read_ready(&mut self, key: usize, now: Instant, buf: &mut [u8]) {
+    /// Reads what the socket has, up to `READS_PER_TURN` buffers. A read that returns less than
+    /// the buffer drained the socket: more input (or the peer's FIN) arriving after it is a new
+    /// readiness edge, so the read that would only say EAGAIN is skipped — one syscall per
+    /// request saved (tokio clears readiness on a short read too). Unless `until_eagain`: the
+    /// event already said the peer closed or the socket failed, and no new edge will come for
+    /// that, so reading goes on until EOF or an error (also on a re-read, which has no event).
+    fn read_ready(&mut self, key: usize, now: Instant, buf: &mut [u8], until_eagain: bool) {
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -371,6 +378,9 @@ impl IoThread {
                     }
                     if let Err(reason) = result {
                         self.close_conn(key, reason, now);
+                        return;
+                    }
+                    if n < buf.len() && !until_eagain {
                         return;
                     }
                 }
