@@ -217,8 +217,18 @@ impl IoThread {
                     if target == self.index {
                         self.register(stream, addr, now);
                     } else {
-                        shared.handoff[target].lock().push((stream, addr));
-                        let _ = shared.wakers[target].wake();
+                        // Wake the target only when its queue was empty: it takes the whole
+                        // queue on every turn, so a non-empty one already has a wake pending
+                        // (one eventfd write per burst instead of one per connection).
+                        let was_empty = {
+                            let mut queue = shared.handoff[target].lock();
+                            let was_empty = queue.is_empty();
+                            queue.push((stream, addr));
+                            was_empty
+                        };
+                        if was_empty {
+                            let _ = shared.wakers[target].wake();
+                        }
                     }
                 }
                 Err(err) if would_block(&err) => break,
