@@ -5,7 +5,7 @@
 //! bind, unbind, import, import_all, kick, kick_by_session_id, close, remove, send,
 //! send_message_by_uid, get/snapshot/lookups, for_each (optionally kicking from inside the
 //! callback), counts, and transport polls through a [`MemoryDriver`]) and runs each against
-//! the real service and against [`Model`]: plain `HashMap`s, a `Vec` per uid in bind order,
+//! the real service and against `Model`: plain `HashMap`s, a `Vec` per uid in bind order,
 //! and pomelo's error texts (spec §1.3, pinus wording), written from the spec rather than from
 //! the service's code. After every operation the results, the listener events (`bound`,
 //! `unbound`, `closed` with their snapshots and reasons), and, after each poll, every

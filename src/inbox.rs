@@ -88,7 +88,8 @@ impl Wake for mio::Waker {
     }
 }
 
-/// One shard's outbound command queue (see the [module docs](self) for the protocol).
+/// One shard's outbound command queue. The protocol (coalesced wake-up, close overflow) is
+/// described in [`implementation`](crate::implementation) and in `src/inbox.rs`.
 pub struct Inbox {
     queue: ArrayQueue<Command>,
     /// Close commands that found `queue` full. Drained after `queue`.

@@ -6,14 +6,14 @@
 //!
 //! This crate is built in layers:
 //!
-//! * **The session core** (this release): [`SessionService`], a sharded registry of sessions
-//!   with a sharded uid index and per-shard lock-free outbound inboxes. It knows nothing of
-//!   sockets: frames and kicks become [`Command`]s that a transport drains. Its hot paths
-//!   (`get`, `send_message`, `send_message_by_uid`, `for_each_*`) take no global lock and
-//!   allocate nothing once warm.
-//! * **The connector** (pomelo's wire protocol over TCP and WebSocket, driven by mio) builds on
-//!   the core; until it lands, [`MemoryDriver`] is the transport for tests and embedders with
-//!   their own I/O.
+//! * **The session core**: [`SessionService`], a sharded registry of sessions with a sharded
+//!   uid index and per-shard lock-free outbound inboxes. It knows nothing of sockets: frames and
+//!   kicks become [`Command`]s that a transport drains. Its hot paths (`get`, `send_message`,
+//!   `send_message_by_uid`, `broadcast`, `for_each_*`) take no global lock and allocate nothing
+//!   once warm.
+//! * **The connector** ([`server`]): pomelo's wire protocol ([`protocol`]) over TCP and
+//!   WebSocket on one port, driven by mio I/O threads, one shard per thread. Embedders with
+//!   their own I/O use the core alone; [`MemoryDriver`] is the in-memory transport for tests.
 //!
 //! # Example
 //!
@@ -31,11 +31,13 @@
 //! // Push to the user from any thread: the frame is encoded once, shared by every session.
 //! let push = Frame::new(b"\x04\x00\x00\x08\x06\x06onPush".to_vec());
 //! assert_eq!(service.send_message_by_uid("10086", &push), Ok(1));
+//! // Or to every logged-in session at once, one frame each.
+//! assert_eq!(service.broadcast(&push), Ok(1));
 //!
 //! // Kick with a reason: the client gets a KICK package, then the connection closes.
 //! service.kick("10086", Some("logged in elsewhere"));
 //! transport.poll();
-//! assert_eq!(transport.received(sid).len(), 1);
+//! assert_eq!(transport.received(sid).len(), 2);
 //! assert_eq!(transport.kick_message(sid), Some("logged in elsewhere"));
 //! assert!(service.get(sid).is_none());
 //! ```

@@ -120,7 +120,7 @@ enum Phase {
     Working,
 }
 
-/// One connection's protocol state (see the [module docs](self)).
+/// One connection's protocol state, sans I/O (the states and limits: `src/server/conn.rs`).
 #[derive(Debug)]
 pub struct ConnCore {
     sid: Sid,
