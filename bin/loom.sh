@@ -14,7 +14,7 @@
 # Debug a failing model: LOOM_LOG=trace LOOM_LOCATION=1 bin/loom.sh --no-mutants -- NAME
 #
 # Cost (2 cores): one unoptimised build of loom + gatehouse + dependencies per cfg set (the
-# models, and each of the 11 mutants: RUSTFLAGS is part of every artifact's hash), ~23 s of CPU
+# models, and each of the 12 mutants: RUSTFLAGS is part of every artifact's hash), ~23 s of CPU
 # each, kept side by side in loom-tests/target so warm re-runs only run the models (~5 s).
 # Cold: ~2-3 min on an idle 2-core machine.
 set -euo pipefail
@@ -73,6 +73,7 @@ if [ "$mutants" = 1 ]; then
         "unindex_whole_uid|kick|kick_racing_bind|does not list it there"
         "broadcast_skip_notify|broadcast|broadcast_racing_close|deadlock"
         "broadcast_push_unlocked|broadcast|broadcast_racing_close|queued after its Close"
+        "handoff_check_outside_lock|handoff|handoff_never_strands_an_item|deadlock"
     )
     survived=()
     for row in "${MUTANTS[@]}"; do

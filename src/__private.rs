@@ -52,11 +52,17 @@ pub mod loom {
             "split_single_session_check",
             "split_index_remove",
             "unindex_whole_uid",
-            "unindex_before_detach"
+            "unindex_before_detach",
+            "broadcast_push_unlocked",
+            "broadcast_skip_notify",
+            "handoff_check_outside_lock"
         );
         None
     }
 }
+
+/// The connector's accept hand-off queue (`src/handoff.rs`), for its loom model.
+pub use crate::handoff::Handoff;
 
 // ws
 /// The WebSocket codec (sniffing, upgrade, frames) and its fuzz entry points.

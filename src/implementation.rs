@@ -43,6 +43,15 @@
 //! argument). The I/O thread drains the queue, checks each sid against its own connection
 //! table (stale: drop and count) and writes.
 //!
+//! # Accept hand-off
+//!
+//! One I/O thread owns the listener and deals accepted sockets round-robin to the others
+//! through a per-thread `Handoff` queue (`src/handoff.rs`): the push reports whether the queue
+//! was empty, and only then is the target woken; the target takes the whole queue every turn.
+//! Check and take share one lock, so a non-empty queue always has a wake-up pending (loom model
+//! `handoff_never_strands_an_item`). Out of file descriptors, the accepting thread closes its
+//! reserve descriptor, accepts and closes what waits in the backlog, and takes the reserve back.
+//!
 //! # Iteration
 //!
 //! `for_each_*` walk each shard's slab slot by slot. They copy up to 32 `(sid, uid)` pairs per

@@ -64,6 +64,7 @@ mod driver;
 mod error;
 mod events;
 mod frame;
+mod handoff;
 mod id;
 mod inbox;
 mod index;

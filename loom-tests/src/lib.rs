@@ -44,9 +44,7 @@ mod imp {
         let iterations = Arc::new(AtomicUsize::new(0));
         let counter = iterations.clone();
         let bound = builder.preemption_bound;
-        let mutant = gatehouse::__private::loom::MUTANT
-            .or(local_mutant())
-            .unwrap_or("none");
+        let mutant = gatehouse::__private::loom::MUTANT.unwrap_or("none");
         // Printed first, so a failing run's log still shows which build it ran (bin/loom.sh
         // checks that a mutant's run really carried the mutant).
         println!("loom model {name}: checking (mutant {mutant})");
@@ -64,18 +62,6 @@ mod imp {
                 |b| format!("preemption bound {b}")
             ),
         );
-    }
-
-    /// Mutants that `gatehouse::__private::loom::MUTANT` does not list yet. RUSTFLAGS reaches
-    /// this crate too, so it can read the cfg itself.
-    const fn local_mutant() -> Option<&'static str> {
-        if cfg!(gatehouse_loom_mutant = "broadcast_push_unlocked") {
-            return Some("broadcast_push_unlocked");
-        }
-        if cfg!(gatehouse_loom_mutant = "broadcast_skip_notify") {
-            return Some("broadcast_skip_notify");
-        }
-        None
     }
 
     /// A service small enough to model: one session shard, one index shard (so the index's

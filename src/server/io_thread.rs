@@ -50,6 +50,8 @@ pub(crate) struct IoThread {
     reread: Vec<usize>,
     to_close: Vec<(usize, CloseReason)>,
     next_handoff: usize,
+    /// The batch of hand-offs being registered (swapped with the shared queue, so it is reused).
+    handed: Vec<(TcpStream, SocketAddr)>,
     accept_retry: bool,
     /// One log line per interval for `accept` failures and `max_connections` refusals.
     accept_failed_log: LogLimit,
@@ -105,6 +107,7 @@ impl IoThread {
             reread: Vec::with_capacity(64),
             to_close: Vec::new(),
             next_handoff: 0,
+            handed: Vec::new(),
             accept_retry: false,
             accept_failed_log: LogLimit::default(),
             refused_log: LogLimit::default(),
@@ -217,16 +220,8 @@ impl IoThread {
                     if target == self.index {
                         self.register(stream, addr, now);
                     } else {
-                        // Wake the target only when its queue was empty: it takes the whole
-                        // queue on every turn, so a non-empty one already has a wake pending
-                        // (one eventfd write per burst instead of one per connection).
-                        let was_empty = {
-                            let mut queue = shared.handoff[target].lock();
-                            let was_empty = queue.is_empty();
-                            queue.push((stream, addr));
-                            was_empty
-                        };
-                        if was_empty {
+                        // One wake-up per burst, not per connection (src/handoff.rs).
+                        if shared.handoff[target].push((stream, addr)) {
                             let _ = shared.wakers[target].wake();
                         }
                     }
@@ -303,10 +298,12 @@ impl IoThread {
     }
 
     fn take_handoff(&mut self, now: Instant) {
-        let handed = std::mem::take(&mut *self.shared.handoff[self.index].lock());
-        for (stream, addr) in handed {
+        let mut handed = std::mem::take(&mut self.handed);
+        self.shared.handoff[self.index].take_into(&mut handed);
+        for (stream, addr) in handed.drain(..) {
             self.register(stream, addr, now);
         }
+        self.handed = handed;
     }
 
     fn register(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {

@@ -34,6 +34,7 @@ pub use metrics::{CloseCounts, Metrics};
 #[doc(hidden)]
 pub use conn::{ConnConfig, ConnCore};
 
+use crate::handoff::Handoff;
 use crate::service::SessionService;
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 use io_thread::IoThread;
@@ -92,7 +93,7 @@ pub(crate) struct Shared {
     pub(crate) max_connections: usize,
     pub(crate) wakers: Vec<Arc<mio::Waker>>,
     /// Sockets accepted by thread 0 for thread `i`.
-    pub(crate) handoff: Vec<Mutex<Vec<(TcpStream, SocketAddr)>>>,
+    pub(crate) handoff: Vec<Handoff<(TcpStream, SocketAddr)>>,
     pub(crate) metrics: Vec<ThreadMetrics>,
     /// Live connections (all threads); checked at accept against `max_connections`.
     pub(crate) connections: AtomicUsize,
@@ -152,7 +153,7 @@ impl Server {
             handler,
             max_connections: builder.max_connections,
             wakers,
-            handoff: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
+            handoff: (0..threads).map(|_| Handoff::new()).collect(),
             metrics: (0..threads).map(|_| ThreadMetrics::default()).collect(),
             connections: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
