@@ -685,7 +685,8 @@ impl SessionService {
         // Its own walk rather than `visit` with a filter: the chunk holds `(Sid, Uid)`, not
         // `(Sid, Option<Uid>)`, so filling it clones a `Uid` (one discriminant test) instead of
         // an `Option<Uid>` against an `Option<Uid>` (four cases), and the callback loop tests
-        // nothing. Overwriting a chunk entry drops the previous uid (a no-op for inline ones).
+        // nothing. `Uid::assign` copies an inline uid over an inline one field by field (see
+        // there: the derived `clone_from` went through a stalling stack temporary).
         let mut chunk: [(Sid, Uid); VISIT_CHUNK] =
             std::array::from_fn(|_| (Sid::from_raw(0), Uid::new("")));
         for shard in self.shards.iter() {
@@ -704,7 +705,7 @@ impl SessionService {
                         {
                             let entry = &mut chunk[n];
                             entry.0 = *sid;
-                            entry.1.clone_from(uid);
+                            entry.1.assign(uid);
                             n += 1;
                         }
                         slot += 1;
@@ -734,12 +735,15 @@ impl SessionService {
                     let end = registry.high_water();
                     while slot < end && n < VISIT_CHUNK {
                         if let Some(e) = registry.at(slot) {
-                            // In place: assigning a whole new tuple moved the inline uid
-                            // through the stack in overlapping pieces and stalled on
-                            // store-to-load forwarding twice per session.
+                            // In place, and inline uids field by field (`Uid::assign`):
+                            // the derived copies moved the inline uid through the stack in
+                            // overlapping pieces and stalled on store-to-load forwarding.
                             let entry = &mut chunk[n];
                             entry.0 = e.sid;
-                            entry.1.clone_from(&e.uid);
+                            match (&mut entry.1, &e.uid) {
+                                (Some(to), Some(from)) => to.assign(from),
+                                (to, from) => to.clone_from(from),
+                            }
                             n += 1;
                         }
                         slot += 1;
