@@ -537,8 +537,8 @@ impl SessionService {
         for &sid in sids {
             let pushed = self
                 .shard_of(sid)
-                .map(|s| s.inbox.push_send(sid, frame.clone()));
-            if !matches!(pushed, Some(Ok(()))) {
+                .is_some_and(|s| s.inbox.push_send_cloned(sid, frame));
+            if !pushed {
                 refused += 1;
             }
         }
@@ -638,15 +638,14 @@ impl SessionService {
             let stop = end.min(slot + BROADCAST_CHUNK);
             while slot < stop {
                 if let Some(e) = registry.at(slot).filter(|e| e.uid.is_some()) {
-                    match shard.inbox.push_send_unnotified(e.sid, frame.clone()) {
-                        Ok(()) => queued += 1,
-                        Err(_refused) => {
-                            if refused == 0 {
-                                // Full: wake the consumer now, so it drains while we go on.
-                                shard.inbox.notify();
-                            }
-                            refused += 1;
+                    if shard.inbox.push_send_cloned_unnotified(e.sid, frame) {
+                        queued += 1;
+                    } else {
+                        if refused == 0 {
+                            // Full: wake the consumer now, so it drains while we go on.
+                            shard.inbox.notify();
                         }
+                        refused += 1;
                     }
                 }
                 slot += 1;
