@@ -57,13 +57,15 @@
 //! `for_each_*` walk each shard's slab slot by slot. They copy up to 32 `(sid, uid)` pairs per
 //! read-lock hold onto the stack and run the callback after unlocking, so callbacks can re-enter
 //! the service and writers wait at most one short chunk. `for_each_bound_session` copies
-//! `(Sid, Uid)` rather than `(Sid, Option<Uid>)` (60.6 instead of 69.3 instructions per session).
-//! What is left is mostly cloning the `Uid`: its derived `Clone` moves the inline bytes 1..8 as
-//! two overlapping 4-byte pieces through a stack temporary, and reloading that stalls on
-//! store-to-load forwarding once per session; that, not the instruction count, is why the walk
-//! stays near 7 ns per session. A dense per-shard list of bound sessions (a second slab, so
-//! positions stay stable while walkers release the lock) was measured and dropped: the same 60.5
-//! instructions per session with 1% unbound sessions, and `bind` + `unbind` 799 → 950.
+//! `(Sid, Uid)` rather than `(Sid, Option<Uid>)`. Uids are copied with `Uid::assign`, not the
+//! derived `clone_from`: that one staged the inline bytes 1..8 in a stack temporary as two
+//! overlapping 4-byte stores and read them back, a store-to-load forwarding stall that made
+//! the walk 6.8 ns per session; field by field it is 3.5 ns, with *more* instructions (66.6
+//! against 60.6) — instruction counts do not see stalls. A dense per-shard list of bound
+//! sessions (a second slab, so positions stay stable while walkers release the lock) was
+//! measured and dropped: the same instructions per session with 1% unbound sessions, and
+//! `bind` + `unbind` 799 → 950. The same kind of stall is why `send_message_by_uid` and
+//! `broadcast` clone the frame inside `Inbox::push_send_cloned`, where the command is built.
 //!
 //! `broadcast` walks each shard once and pushes under its read lock, up to 256 slots per hold,
 //! then flips the shard's wake flag once: one `swap` after the last push covers every push
