@@ -685,7 +685,9 @@ impl SessionService {
         // `(Sid, Option<Uid>)`, so filling it clones a `Uid` (one discriminant test) instead of
         // an `Option<Uid>` against an `Option<Uid>` (four cases), and the callback loop tests
         // nothing. `Uid::assign` copies an inline uid over an inline one field by field (see
-        // there: the derived `clone_from` went through a stalling stack temporary).
+        // there: the derived `clone_from` went through a stalling stack temporary). One generic
+        // walk shared with `visit` (a fill closure per caller) was tried: 72.6 instead of 66.6
+        // instructions per session and ~5 % slower in criterion, so the two loops stay apart.
         let mut chunk: [(Sid, Uid); VISIT_CHUNK] =
             std::array::from_fn(|_| (Sid::from_raw(0), Uid::new("")));
         for shard in self.shards.iter() {
