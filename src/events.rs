@@ -90,6 +90,12 @@ pub enum CloseReason {
     Io(io::ErrorKind),
     /// The server is shutting down.
     Shutdown,
+    /// Application code panicked while handling this session: a [`Handler`] method or a
+    /// [`SessionListener`] callback for it. The panic is caught; it costs this connection only
+    /// (logged with the panic message, counted), never the I/O thread or other sessions.
+    ///
+    /// [`Handler`]: crate::server::Handler
+    HandlerPanic,
 }
 
 impl CloseReason {
@@ -127,6 +133,7 @@ impl fmt::Display for CloseReason {
             CloseReason::SlowConsumer => f.write_str("slow consumer: outbound limit exceeded"),
             CloseReason::Io(kind) => write!(f, "i/o error: {kind}"),
             CloseReason::Shutdown => f.write_str("server shutting down"),
+            CloseReason::HandlerPanic => f.write_str("application handler panicked"),
         }
     }
 }

@@ -32,6 +32,16 @@
 //! `gatehouse_loom_mutant="drain_overflow_last"` keeps it caught.) Closes are at most one per
 //! session, so the list is bounded by the number of sessions.
 //!
+//! # Bounded drains
+//!
+//! A consumer that also serves sockets drains with [`Inbox::drain_bounded`]: one producer in a
+//! broadcast loop could otherwise keep it popping for ever while nothing is written, read or
+//! timed out. A drain that stops at its bound keeps the overflow it took (`held`) and hands it
+//! over only from the drain that finally sees the queue empty — the same argument as above,
+//! stretched over several turns: every send queued before a close it took is still ahead of it
+//! in the queue. Such a drain reports `more`, and the consumer drains again on its next turn
+//! without waiting for a wake-up: its re-arm already consumed the wake-up of the commands left.
+//!
 //! [`MemoryDriver`]: crate::MemoryDriver
 
 use crate::events::CloseReason;
@@ -92,8 +102,15 @@ impl Wake for mio::Waker {
 /// described in [`implementation`](crate::implementation) and in `src/inbox.rs`.
 pub struct Inbox {
     queue: ArrayQueue<Command>,
-    /// Close commands that found `queue` full. Drained after `queue`.
+    /// Close commands (and the consumer's own responses) that found `queue` full. Handed over
+    /// after `queue` is seen empty.
     overflow: Mutex<Vec<Command>>,
+    /// Consumer-only: overflow taken by a bounded drain that stopped before the queue was
+    /// empty; handed over by the drain that next empties it (see "Bounded drains").
+    held: Mutex<Vec<Command>>,
+    /// Consumer-only: a response of the consumer spilled to `overflow` and is not handed over
+    /// yet, so its later responses must spill too (see [`Inbox::push_send_spill`]).
+    spilling: AtomicBool,
     /// `true` once a producer has issued a wake-up that no drain has consumed yet.
     wake_pending: AtomicBool,
     waker: OnceLock<Arc<dyn Wake>>,
@@ -108,6 +125,8 @@ impl Inbox {
         Inbox {
             queue: ArrayQueue::new(capacity),
             overflow: Mutex::new(Vec::new()),
+            held: Mutex::new(Vec::new()),
+            spilling: AtomicBool::new(false),
             wake_pending: AtomicBool::new(false),
             waker: OnceLock::new(),
             refused: AtomicU64::new(0),
@@ -129,21 +148,12 @@ impl Inbox {
         Ok(())
     }
 
-    /// [`push_send`](Self::push_send) of a clone of `frame`, made right where the command is
-    /// built: a clone made by the caller and passed by value was copied once more on the
+    /// Queues a send of a clone of `frame` **without** the wake-up step (see
+    /// [`push_send_unnotified`](Self::push_send_unnotified)); `false` if the queue is full (the
+    /// clone is dropped, the caller keeps `frame`). The clone is made right where the command
+    /// is built: a clone made by the caller and passed by value was copied once more on the
     /// caller's stack, and that copy re-read the freshly written clone in 16-byte loads over
-    /// 8-byte stores, a store-forwarding stall (11 % of `send_message_by_uid`'s samples). On a
-    /// full queue the clone is dropped and the caller keeps `frame`: `false`.
-    pub(crate) fn push_send_cloned(&self, sid: Sid, frame: &Frame) -> bool {
-        let pushed = self.push_send_cloned_unnotified(sid, frame);
-        if pushed {
-            self.notify();
-        }
-        pushed
-    }
-
-    /// [`push_send_cloned`](Self::push_send_cloned) without the wake-up step (see
-    /// [`push_send_unnotified`](Self::push_send_unnotified)).
+    /// 8-byte stores, a store-forwarding stall (11 % of `send_message_by_uid`'s samples).
     pub(crate) fn push_send_cloned_unnotified(&self, sid: Sid, frame: &Frame) -> bool {
         match self.queue.push(Command::Send {
             sid,
@@ -181,6 +191,26 @@ impl Inbox {
         self.notify();
     }
 
+    /// For the consumer only (the shard's I/O thread answering a request it just read): queues
+    /// a send that is never refused. If the queue is full — or an earlier spilled response is
+    /// still waiting — it goes to the overflow list, which is handed over after every command
+    /// queued before it, like an overflowed close. So a response keeps its place behind the
+    /// pushes its handler queued first (pomelo's order), where writing it straight to the
+    /// socket would overtake them. Bounded by what the consumer reads per loop turn.
+    pub(crate) fn push_send_spill(&self, sid: Sid, frame: Frame) {
+        if !self.spilling.load(Ordering::Relaxed) {
+            match self.queue.push(Command::Send { sid, frame }) {
+                Ok(()) => return,
+                Err(cmd) => {
+                    self.spilling.store(true, Ordering::Relaxed);
+                    self.overflow.lock().push(cmd);
+                }
+            }
+        } else {
+            self.overflow.lock().push(Command::Send { sid, frame });
+        }
+    }
+
     /// The producer's half of the wake-up protocol: flag a wake-up, and issue it if this call
     /// flipped the flag. Covers every push this thread made before it.
     pub(crate) fn notify(&self) {
@@ -194,28 +224,62 @@ impl Inbox {
     /// Re-arms the wake-up, then hands every queued command to `f` in FIFO order (overflowed
     /// closes last). Returns how many commands it handed over. Allocation-free unless closes
     /// overflowed. Call it from the shard's single consumer only.
-    pub fn drain(&self, mut f: impl FnMut(Command)) -> usize {
+    pub fn drain(&self, f: impl FnMut(Command)) -> usize {
+        self.drain_bounded(usize::MAX, f).handed
+    }
+
+    /// [`drain`](Self::drain), popping at most `max` commands from the queue, so one busy
+    /// producer cannot keep the consumer draining for ever (its sockets, reads and timers wait
+    /// meanwhile). If [`Drained::more`] is set, commands are left: drain again soon, without
+    /// waiting for a wake-up (none will come for them). Overflowed closes taken by a drain
+    /// that stopped early are handed over by the drain that empties the queue, so a close still
+    /// follows every send queued before it.
+    pub fn drain_bounded(&self, max: usize, mut f: impl FnMut(Command)) -> Drained {
         #[cfg(not(gatehouse_loom_mutant = "rearm_after_drain"))]
         self.wake_pending.swap(false, Ordering::AcqRel);
+        let mut held = self.held.lock();
         // Overflowed closes are taken before the pops (see "Close commands never get lost").
         #[cfg(not(gatehouse_loom_mutant = "drain_overflow_last"))]
-        let overflow = std::mem::take(&mut *self.overflow.lock());
-        let mut n = 0;
-        while let Some(cmd) = self.queue.pop() {
-            f(cmd);
-            n += 1;
+        if held.is_empty() {
+            std::mem::swap(&mut *held, &mut *self.overflow.lock());
         }
-        // Seeded bug for the loom models: taking the overflow after the pops lets a close
-        // overtake a send queued before it.
-        #[cfg(gatehouse_loom_mutant = "drain_overflow_last")]
-        let overflow = std::mem::take(&mut *self.overflow.lock());
-        n += overflow.len();
-        overflow.into_iter().for_each(&mut f);
+        let mut handed = 0;
+        let mut emptied = false;
+        while handed < max {
+            match self.queue.pop() {
+                Some(cmd) => {
+                    f(cmd);
+                    handed += 1;
+                }
+                None => {
+                    emptied = true;
+                    break;
+                }
+            }
+        }
+        if emptied {
+            // Seeded bug for the loom models: taking the overflow after the pops lets a close
+            // overtake a send queued before it.
+            #[cfg(gatehouse_loom_mutant = "drain_overflow_last")]
+            if held.is_empty() {
+                std::mem::swap(&mut *held, &mut *self.overflow.lock());
+            }
+            // Every spilled response taken is handed over now; later ones may queue again.
+            // (One spilled after the take waits in `overflow`, and keeps `spilling` set.)
+            if self.overflow.lock().is_empty() {
+                self.spilling.store(false, Ordering::Relaxed);
+            }
+            handed += held.len();
+            held.drain(..).for_each(&mut f);
+        }
         // Seeded bug for the loom models: re-arming after the pops strands a push that lands
         // between the last pop and this swap.
         #[cfg(gatehouse_loom_mutant = "rearm_after_drain")]
         self.wake_pending.swap(false, Ordering::AcqRel);
-        n
+        Drained {
+            handed,
+            more: !emptied,
+        }
     }
 
     /// For the consumer, at the start of a loop turn that ends in [`drain`](Self::drain): marks
@@ -262,6 +326,16 @@ impl Inbox {
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
+}
+
+/// What [`Inbox::drain_bounded`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Drained {
+    /// Commands handed to the callback.
+    pub handed: usize,
+    /// The bound was reached with commands left: drain again without waiting for a wake-up.
+    pub more: bool,
 }
 
 impl fmt::Debug for Inbox {

@@ -140,9 +140,22 @@ impl UidIndex {
         true
     }
 
+    /// Runs `f` on `uid`'s sids (bind order) **with the index shard's read lock held**; `None`
+    /// if the uid is unknown. The hot path of `send_message_by_uid`, which pushes under the
+    /// lock so that no unbind/rebind can slip between the lookup and the pushes. `f` must not
+    /// take another index lock or call user code.
+    #[inline]
+    pub(crate) fn with_sids<R>(&self, uid: &str, f: impl FnOnce(&[Sid]) -> R) -> Option<R> {
+        let hash = self.hash(uid);
+        let table = self.shard(hash).read();
+        let entry = table.find(hash, |e| e.uid.as_bytes() == uid.as_bytes())?;
+        Some(f(&entry.sids))
+    }
+
     /// Copies up to `out.len()` of `uid`'s sids (bind order) into `out` and returns how many
     /// the uid has in all (which may exceed what was copied); `None` if the uid is unknown.
-    /// The hot path of `send_message_by_uid`: one copy into a stack array, no reserve logic.
+    /// Only the seeded loom mutant `send_by_uid_push_unlocked` uses it (the old hot path).
+    #[cfg(gatehouse_loom_mutant = "send_by_uid_push_unlocked")]
     #[inline]
     pub(crate) fn copy_sids(&self, uid: &str, out: &mut [Sid]) -> Option<usize> {
         let hash = self.hash(uid);

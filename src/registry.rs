@@ -1,6 +1,7 @@
 //! [`Shard`]: one shard of the session registry — a generation-checked slab behind a short
 //! lock, plus the shard's outbound [`Inbox`].
 
+use crate::event_queue::EventQueue;
 use crate::id::Sid;
 use crate::inbox::Inbox;
 use crate::session::SessionEntry;
@@ -16,6 +17,9 @@ pub(crate) struct Registry {
     /// One past the highest slot ever used: iteration stops here instead of at the slab's
     /// (possibly much larger) reserved capacity.
     high: usize,
+    /// Session events committed under this shard's lock and not yet fired (see
+    /// `src/event_queue.rs`).
+    pub(crate) events: EventQueue,
 }
 
 impl Registry {
@@ -23,6 +27,7 @@ impl Registry {
         Registry {
             slab: Slab::with_capacity(n),
             high: 0,
+            events: EventQueue::default(),
         }
     }
 

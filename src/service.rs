@@ -5,6 +5,7 @@ use crate::error::{
     BindError, BroadcastError, CreateError, SendError, SendErrorKind, UidSendError, UnbindError,
     UnknownSession,
 };
+use crate::event_queue::Event;
 use crate::events::{CloseReason, SessionListener};
 use crate::frame::Frame;
 use crate::id::Sid;
@@ -95,6 +96,8 @@ pub struct SessionService {
     /// Round-robin cursor for [`create`](Self::create).
     next_shard: AtomicUsize,
     listener: Option<Arc<dyn SessionListener>>,
+    /// Listener callbacks that panicked (each caught; see `fire`).
+    listener_panics: AtomicU64,
 }
 
 impl SessionService {
@@ -141,6 +144,7 @@ impl SessionService {
             seq: AtomicU64::new(0),
             next_shard: AtomicUsize::new(0),
             listener,
+            listener_panics: AtomicU64::new(0),
         })
     }
 
@@ -283,7 +287,9 @@ impl SessionService {
     /// `bind` is never visible to [`send_message_by_uid`](Self::send_message_by_uid) or
     /// [`kick`](Self::kick), and with `single_session` two racing binds of one uid cannot both
     /// succeed. The [`bound`](SessionListener::bound) event fires after the locks are released,
-    /// so a concurrent `send_message_by_uid` may reach the session before its listener runs.
+    /// so a concurrent `send_message_by_uid` may reach the session before its listener runs;
+    /// the event is queued inside the critical section, so it fires before any later event of
+    /// the session (see [`SessionListener`] on event order).
     pub fn bind(&self, sid: Sid, uid: &str) -> Result<(), BindError> {
         if uid.is_empty() || uid.len() > self.config.max_uid_len {
             return Err(BindError::InvalidUid {
@@ -320,10 +326,20 @@ impl SessionService {
                 Err(crate::index::Occupied) => return Err(BindError::SingleSession(uid)),
             }
             entry.uid = Some(uid.clone());
+            // The event is queued in the critical section that made the change, so it cannot
+            // be overtaken by a racing close's `closed` (see `src/event_queue.rs`).
+            #[cfg(not(gatehouse_loom_mutant = "events_fired_unlocked"))]
+            if self.listener.is_some() {
+                registry.events.push(Event::Bound(sid, uid));
+            }
         }
+        // Seeded bug for the loom models: fire straight after the unlock (the old code), so a
+        // close committed in between can fire `closed` before this `bound`.
+        #[cfg(gatehouse_loom_mutant = "events_fired_unlocked")]
         if let Some(listener) = &self.listener {
             listener.bound(sid, &uid);
         }
+        self.dispatch(shard);
         Ok(())
     }
 
@@ -335,7 +351,7 @@ impl SessionService {
     /// session *is* bound to (or `null`), as pinus does.
     pub fn unbind(&self, sid: Sid, uid: &str) -> Result<(), UnbindError> {
         let shard = self.shard_of(sid).ok_or(UnbindError::UnknownSession(sid))?;
-        let old = {
+        {
             let mut registry = shard.registry.write();
             let entry = registry
                 .get_mut(sid)
@@ -345,13 +361,14 @@ impl SessionService {
                     current: entry.uid.clone(),
                 });
             }
-            // Index and entry in one critical section, as in `bind`.
+            // Index and entry in one critical section, as in `bind`; the event too.
             self.index.remove(uid, sid);
-            entry.uid.take()
-        };
-        if let (Some(listener), Some(old)) = (&self.listener, old) {
-            listener.unbound(sid, &old);
+            let old = entry.uid.take();
+            if let (Some(_), Some(old)) = (&self.listener, old) {
+                registry.events.push(Event::Unbound(sid, old));
+            }
         }
+        self.dispatch(shard);
         Ok(())
     }
 
@@ -393,51 +410,89 @@ impl SessionService {
 
     // === close / kick ========================================================================
 
-    /// Closes a live session: it leaves the registry and the uid index, then
-    /// [`SessionListener::closed`] fires with a snapshot and `reason`, then the transport gets a
-    /// [`Command::Close`](crate::Command::Close). Returns `false` (and does nothing) if the
-    /// session is unknown or already closed, so the event fires exactly once.
+    /// Closes a live session: it leaves the registry and the uid index, the transport gets a
+    /// [`Command::Close`](crate::Command::Close), and [`SessionListener::closed`] fires with a
+    /// snapshot and `reason`. Returns `false` (and does nothing) if the session is unknown or
+    /// already closed, so the event fires exactly once.
+    ///
+    /// The close command is queued before the listener runs, so a panicking `closed` listener
+    /// cannot leave the connection open with no session behind it.
     ///
     /// Transports call this for peer closes, timeouts and errors; applications usually
     /// [`kick`](Self::kick) or [`kick_by_session_id`](Self::kick_by_session_id).
     pub fn close(&self, sid: Sid, reason: CloseReason) -> bool {
-        let Some(entry) = self.detach(sid) else {
+        self.close_if_bound(sid, None, reason)
+    }
+
+    /// [`close`](Self::close), only if the session is still bound to `bound_to` (when given)
+    /// at the moment it is taken out: `kick(uid)` works from a snapshot of the uid's sids, and
+    /// a session unbound and rebound to another user since must not be kicked for the old one.
+    fn close_if_bound(&self, sid: Sid, bound_to: Option<&str>, reason: CloseReason) -> bool {
+        let Some(shard) = self.shard_of(sid) else {
             return false;
         };
-        if let Some(listener) = &self.listener {
-            let snapshot = entry.into_snapshot(&self.config.frontend_id);
-            listener.closed(&snapshot, &reason);
+        self.mutant_unindex_early(sid);
+        {
+            let mut registry = shard.registry.write();
+            let Some(entry) = self.take_entry(&mut registry, sid, bound_to) else {
+                return false;
+            };
+            if self.listener.is_some() {
+                let snapshot = entry.into_snapshot(&self.config.frontend_id);
+                registry
+                    .events
+                    .push(Event::Closed(Box::new(snapshot), reason.clone()));
+            }
         }
-        if let Some(shard) = self.shard_of(sid) {
-            shard.inbox.push_close(sid, reason);
-        }
+        shard.inbox.push_close(sid, reason);
+        self.dispatch(shard);
         true
     }
 
-    /// Takes a session out of the registry and the index.
-    #[cfg_attr(
-        gatehouse_loom_mutant = "unindex_before_detach",
-        allow(unreachable_code)
-    )]
-    fn detach(&self, sid: Sid) -> Option<SessionEntry> {
-        // Seeded bug for the loom models: unindex by the uid read in an earlier critical
-        // section, so a bind landing in between stays indexed for a dead session.
-        #[cfg(gatehouse_loom_mutant = "unindex_before_detach")]
-        if let Some(uid) = self.get(sid).and_then(|info| info.uid) {
-            self.index.remove(uid.as_str(), sid);
+    /// Takes a session out of the registry and the uid index, under the shard's write lock
+    /// (`registry`): the index lock nests inside it, as in `bind`. With `bound_to`, only if
+    /// the session is bound to that uid.
+    fn take_entry(
+        &self,
+        registry: &mut Registry,
+        sid: Sid,
+        bound_to: Option<&str>,
+    ) -> Option<SessionEntry> {
+        let entry = registry.get(sid)?;
+        // Seeded bug for the loom models: kick whatever the sid is bound to now.
+        #[cfg(not(gatehouse_loom_mutant = "kick_ignores_rebind"))]
+        if let Some(uid) = bound_to {
+            if entry.uid.as_ref().is_none_or(|current| current != uid) {
+                return None;
+            }
         }
-        #[cfg(gatehouse_loom_mutant = "unindex_before_detach")]
-        return self.shard_of(sid)?.registry.write().remove(sid);
-        let entry = self.shard_of(sid)?.registry.write().remove(sid)?;
+        #[cfg(gatehouse_loom_mutant = "kick_ignores_rebind")]
+        let _ = (entry, bound_to);
+        let entry = registry.remove(sid)?;
+        #[cfg(not(gatehouse_loom_mutant = "unindex_before_detach"))]
         if let Some(uid) = &entry.uid {
             self.index.remove(uid.as_str(), sid);
         }
         Some(entry)
     }
 
+    /// Seeded bug for the loom models (a no-op otherwise): unindex by the uid read in an
+    /// earlier critical section, so a bind landing in between stays indexed for a dead session.
+    #[inline]
+    fn mutant_unindex_early(&self, sid: Sid) {
+        #[cfg(gatehouse_loom_mutant = "unindex_before_detach")]
+        if let Some(uid) = self.get(sid).and_then(|info| info.uid) {
+            self.index.remove(uid.as_str(), sid);
+        }
+        let _ = sid;
+    }
+
     /// Kicks every session bound to `uid`, in bind order (pomelo `kick`). With a reason the
     /// client receives a KICK package `{"reason": …}` before the close; with `None` the
     /// connection just closes. Returns how many sessions it closed; an unknown uid is a no-op.
+    ///
+    /// Only sessions still bound to `uid` when each is closed are kicked: one unbound (and
+    /// perhaps rebound to another user) since the uid was looked up is left alone.
     pub fn kick(&self, uid: &str, reason: Option<&str>) -> usize {
         let Some(sids) = self.get_by_uid(uid) else {
             return 0;
@@ -446,7 +501,7 @@ impl SessionService {
         // A snapshot of the sids (pomelo #355); a session a listener closed meanwhile is
         // simply skipped.
         sids.iter()
-            .filter(|sid| self.close(**sid, reason.clone()))
+            .filter(|sid| self.close_if_bound(**sid, Some(uid), reason.clone()))
             .count()
     }
 
@@ -460,11 +515,62 @@ impl SessionService {
     /// `remove`) and returns its last state. The transport is told to drop the connection
     /// without a KICK package ([`CloseReason::Removed`]), so nothing is left dangling.
     pub fn remove(&self, sid: Sid) -> Option<SessionSnapshot> {
-        let entry = self.detach(sid)?;
-        if let Some(shard) = self.shard_of(sid) {
-            shard.inbox.push_close(sid, CloseReason::Removed);
-        }
+        let shard = self.shard_of(sid)?;
+        self.mutant_unindex_early(sid);
+        let entry = self.take_entry(&mut shard.registry.write(), sid, None)?;
+        shard.inbox.push_close(sid, CloseReason::Removed);
         Some(entry.into_snapshot(&self.config.frontend_id))
+    }
+
+    // === events ==============================================================================
+
+    /// Fires the shard's queued events, unless another thread is already firing them (it will
+    /// fire ours too). See `src/event_queue.rs` for the protocol.
+    fn dispatch(&self, shard: &Shard) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let (mut done, mut resuming) = (Vec::new(), false);
+        loop {
+            let batch = shard.registry.write().events.take_batch(resuming, done);
+            let Some(mut batch) = batch else {
+                return;
+            };
+            for event in batch.drain(..) {
+                self.fire(&**listener, event);
+            }
+            (done, resuming) = (batch, true);
+        }
+    }
+
+    /// Calls the listener for one event, catching a panic: a listener's bug costs the session
+    /// it was about (closed with [`CloseReason::HandlerPanic`]), never the calling thread.
+    fn fire(&self, listener: &dyn SessionListener, event: Event) {
+        let (sid, what) = match &event {
+            Event::Bound(sid, _) => (*sid, "bound"),
+            Event::Unbound(sid, _) => (*sid, "unbound"),
+            Event::Closed(snapshot, _) => (snapshot.sid, "closed"),
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &event {
+            Event::Bound(sid, uid) => listener.bound(*sid, uid),
+            Event::Unbound(sid, uid) => listener.unbound(*sid, uid),
+            Event::Closed(snapshot, reason) => listener.closed(snapshot, reason),
+        }));
+        if let Err(payload) = outcome {
+            self.listener_panics.fetch_add(1, Ordering::Relaxed);
+            let closing = !matches!(event, Event::Closed(..)) && self.close(sid, CloseReason::HandlerPanic);
+            log::error!(
+                "gatehouse: session listener panicked in `{what}` for session {sid}: {}{}",
+                crate::panic::message(&*payload),
+                if closing { "; the session is closed" } else { "" }
+            );
+        }
+    }
+
+    /// How many [`SessionListener`] callbacks have panicked (each was caught, and the session
+    /// it concerned closed with [`CloseReason::HandlerPanic`]).
+    pub fn listener_panics(&self) -> u64 {
+        self.listener_panics.load(Ordering::Relaxed)
     }
 
     // === send ================================================================================
@@ -498,57 +604,85 @@ impl SessionService {
             })
     }
 
+    /// For the transport's own thread (the shard's consumer) answering a request it just read:
+    /// queues the response behind everything already queued for the session, never refused
+    /// (see `Inbox::push_send_spill`). `false` if the session is closed (nothing is sent, as
+    /// pinus does when a handler kicked its own session).
+    pub(crate) fn queue_response(&self, sid: Sid, frame: Frame) -> bool {
+        let Some(shard) = self
+            .shard_of(sid)
+            .filter(|s| s.registry.read().get(sid).is_some())
+        else {
+            return false;
+        };
+        shard.inbox.push_send_spill(sid, frame);
+        true
+    }
+
     /// Queues `frame` for every session bound to `uid`, in bind order (pomelo
     /// `sendMessageByUid`). Returns how many sessions it was queued for. Each session gets a
     /// clone of the frame (a reference-count increment, no copy).
     ///
-    /// Hot path: one index shard read lock (released before any push), one lock-free push per
-    /// session; no allocation for up to eight sessions per uid.
+    /// Hot path: one index shard read lock, one lock-free push per session **under that lock**,
+    /// then one wake-up per inbox touched after it is released; no allocation, however many
+    /// sessions the uid has.
+    ///
+    /// # No frame reaches another user
+    ///
+    /// The pushes happen while the index read lock is held, and `unbind`/`bind`/`close` change a
+    /// session's uid only under that index shard's write lock. So a frame is queued only for
+    /// sessions bound to `uid` at that moment, and it is queued before anything sent after the
+    /// session is unbound (an unbind, rebind to user B and a push to B all come after it in the
+    /// inbox, so the connection writes A's frame first, while A still owned it). Copying the
+    /// sids out and pushing after the unlock — the old code — let an unbind + rebind slip in
+    /// between and deliver A's private message to B (loom-tests' `send_by_uid_racing_rebind`).
     ///
     /// # Errors
     ///
     /// [`UidSendError::UnknownUid`] if no session is bound to `uid`;
     /// [`UidSendError::InboxFull`] if some sessions' inboxes were full (the others got it).
     pub fn send_message_by_uid(&self, uid: &str, frame: &Frame) -> Result<usize, UidSendError> {
-        let mut inline = [Sid::from_raw(0); 8];
-        let total = self
-            .index
-            .copy_sids(uid, &mut inline)
-            .ok_or(UidSendError::UnknownUid)?;
-        let spilled: Vec<Sid>;
-        let sids: &[Sid] = if total <= inline.len() {
-            &inline[..total]
-        } else {
-            // More than eight sessions for one uid: the one allocating case.
-            let mut list = SidList::new();
-            // A second lookup: the uid may have lost all its sessions since the first one
-            // (found by loom-tests' `send_by_uid_spilled_racing_kick`: it returned `Ok(0)`).
-            #[cfg(not(gatehouse_loom_mutant = "spill_ignores_unknown_uid"))]
-            if !self.index.get_into(uid, &mut list) {
-                return Err(UidSendError::UnknownUid);
-            }
-            // Seeded bug for the loom models: the unchecked second lookup.
-            #[cfg(gatehouse_loom_mutant = "spill_ignores_unknown_uid")]
-            self.index.get_into(uid, &mut list);
-            spilled = list.into_vec();
-            &spilled
+        let mut touched = ShardSet::default();
+        // Seeded bug for the loom models: copy the sids under the lock, push after it.
+        #[cfg(gatehouse_loom_mutant = "send_by_uid_push_unlocked")]
+        let (total, refused) = {
+            let mut copied = [Sid::from_raw(0); 8];
+            let total = self
+                .index
+                .copy_sids(uid, &mut copied)
+                .ok_or(UidSendError::UnknownUid)?;
+            self.push_each(&copied[..total.min(8)], frame, &mut touched)
         };
-        let mut refused = 0;
-        for &sid in sids {
-            let pushed = self
-                .shard_of(sid)
-                .is_some_and(|s| s.inbox.push_send_cloned(sid, frame));
-            if !pushed {
-                refused += 1;
-            }
-        }
+        #[cfg(not(gatehouse_loom_mutant = "send_by_uid_push_unlocked"))]
+        let (total, refused) = self
+            .index
+            .with_sids(uid, |sids| self.push_each(sids, frame, &mut touched))
+            .ok_or(UidSendError::UnknownUid)?;
+        // Wake-ups after the unlock (`Wake::wake` runs with no lock held); one per inbox.
+        touched.for_each(|shard| self.shards[shard].inbox.notify());
         match refused {
-            0 => Ok(sids.len()),
+            0 => Ok(total),
             _ => Err(UidSendError::InboxFull {
-                enqueued: sids.len() - refused,
+                enqueued: total - refused,
                 refused,
             }),
         }
+    }
+
+    /// Pushes a clone of `frame` for each of `sids` without waking anyone; records the shards
+    /// pushed to in `touched`. Returns `(sids, refused)`.
+    #[inline]
+    fn push_each(&self, sids: &[Sid], frame: &Frame, touched: &mut ShardSet) -> (usize, usize) {
+        let mut refused = 0;
+        for &sid in sids {
+            match self.shard_of(sid) {
+                Some(shard) if shard.inbox.push_send_cloned_unnotified(sid, frame) => {
+                    touched.insert(sid.shard());
+                }
+                _ => refused += 1,
+            }
+        }
+        (sids.len(), refused)
     }
 
     /// Queues `frame` for every live session bound to a uid, once per session (pomelo's channel
@@ -774,5 +908,28 @@ impl fmt::Debug for SessionService {
             .field("sessions", &self.sessions_count())
             .field("bound_uids", &self.bound_uids_count())
             .finish()
+    }
+}
+
+/// A set of shard numbers (`< MAX_SHARDS`) on the stack: which inboxes a by-uid send pushed
+/// to, so each is woken once after the index lock is released.
+#[derive(Default)]
+struct ShardSet([u64; crate::id::MAX_SHARDS / 64]);
+
+impl ShardSet {
+    #[inline]
+    fn insert(&mut self, shard: usize) {
+        self.0[shard / 64] |= 1 << (shard % 64);
+    }
+
+    #[inline]
+    fn for_each(&self, mut f: impl FnMut(usize)) {
+        for (word_index, &word) in self.0.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                f(word_index * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
     }
 }

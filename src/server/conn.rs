@@ -13,7 +13,6 @@
 //! and notifies; a client KICK or unknown type closes) → closing (output flushed, input
 //! ignored).
 
-use crate::error::SendErrorKind;
 use crate::events::CloseReason;
 use crate::id::Sid;
 use crate::protocol::{
@@ -28,6 +27,9 @@ use crate::ws::frame::{
 };
 use crate::ws::handshake::{encode_accept, UpgradeParser};
 use crate::ws::sniff::{sniff, Sniff};
+use crate::server::log_limit::LogLimit;
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +90,53 @@ pub(crate) struct ConnEnv<'a> {
     pub(crate) service: &'a Arc<SessionService>,
     pub(crate) config: &'a ConnConfig,
     pub(crate) metrics: &'a ThreadMetrics,
+    /// The I/O thread's rate limits for lines a client can trigger at will.
+    pub(crate) logs: &'a ConnLogs,
+}
+
+/// Log lines a client can cause as often as it likes (junk routes, handler panics): at most
+/// one per kind per [`LOG_INTERVAL`](crate::server::log_limit::LOG_INTERVAL) per I/O thread,
+/// each saying how many were left out since the previous one. Per thread rather than per
+/// connection: a thousand junk clients must not write a thousand lines either.
+#[derive(Debug, Default)]
+pub(crate) struct ConnLogs {
+    limits: [Cell<LogLimit>; LogKind::COUNT],
+}
+
+/// What a rate-limited connection log line is about.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LogKind {
+    UnknownRouteCode,
+    NoServerType,
+    ResponseTooLarge,
+    HandlerPanic,
+    /// The close line of a connection closed for breaking the protocol or for a panic: a
+    /// client can cause those as fast as it can connect.
+    CloseForCause,
+}
+
+impl LogKind {
+    const COUNT: usize = 5;
+}
+
+impl ConnLogs {
+    /// Records one occurrence; `Some(left_out)` if a line should be written now.
+    pub(crate) fn hit(&self, kind: LogKind, now: Instant) -> Option<u64> {
+        let cell = &self.limits[kind as usize];
+        let mut limit = cell.take();
+        let verdict = limit.hit(now);
+        cell.set(limit);
+        verdict
+    }
+}
+
+/// `" (N more since the last such line)"`, or nothing.
+pub(crate) fn more(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} more since the last such line)")
+    }
 }
 
 /// Outcome of [`ConnCore::push_frame`].
@@ -396,12 +445,15 @@ impl ConnCore {
             (Phase::Inited, PackageType::Handshake) => {
                 let sid = self.sid;
                 let handler = env.handler;
-                let reply = protocol::process_handshake(
-                    body,
-                    &env.config.handshake_config(),
-                    |client_type, version| handler.check_client(client_type, version),
-                    |hs| handler.handshake(sid, hs.value()),
-                );
+                // `check_client` and `handshake` are the game's code.
+                let reply = self.guard(env, now, "handshake", || {
+                    protocol::process_handshake(
+                        body,
+                        &env.config.handshake_config(),
+                        |client_type, version| handler.check_client(client_type, version),
+                        |hs| handler.handshake(sid, hs.value()),
+                    )
+                })?;
                 self.write_package(PackageType::Handshake, &reply.body);
                 if reply.is_ok() {
                     self.phase = Phase::WaitAck;
@@ -426,7 +478,7 @@ impl ConnCore {
                 }
                 Ok(())
             }
-            (Phase::Working, PackageType::Data) => self.on_data(body, env),
+            (Phase::Working, PackageType::Data) => self.on_data(body, now, env),
             (Phase::Working, PackageType::Kick) => {
                 Err(CloseReason::ProtocolViolation("client sent a KICK package"))
             }
@@ -435,93 +487,139 @@ impl ConnCore {
         }
     }
 
-    fn on_data(&mut self, body: &[u8], env: &ConnEnv<'_>) -> Result<(), CloseReason> {
+    fn on_data(&mut self, body: &[u8], now: Instant, env: &ConnEnv<'_>) -> Result<(), CloseReason> {
         let msg = protocol::decode_message(body)
             .map_err(|err| CloseReason::ProtocolViolation(err.as_str()))?;
-        let route = match msg.route {
-            Route::Name(name) => name,
-            Route::Code(code) => match env.config.dictionary.as_deref().and_then(|d| d.route(code))
-            {
-                Some(name) => name,
-                None => {
-                    log::warn!(
-                        "gatehouse: session {}: unknown route code {code}, message dropped",
-                        self.sid
-                    );
-                    return Ok(());
-                }
-            },
-            Route::None => "",
+        let request = match msg.kind {
+            MessageType::Request => true,
+            MessageType::Notify => false,
+            MessageType::Response | MessageType::Push => {
+                return Err(CloseReason::ProtocolViolation(
+                    "client sent a response or push message",
+                ))
+            }
         };
-        match msg.kind {
-            MessageType::Request => {
-                if msg.id > env.config.max_message_id {
-                    return Err(CloseReason::ProtocolViolation("message id too large"));
-                }
-                if !route.contains('.') {
-                    log::warn!(
-                        "gatehouse: session {}: route {route:?} has no server type, no response",
-                        self.sid
-                    );
-                    return Ok(());
-                }
-                let req = Request {
-                    sid: self.sid,
-                    id: msg.id,
-                    route,
-                    body: msg.body,
-                    service: env.service,
-                };
-                let body = match env.handler.request(req) {
-                    Response::Json(value) => {
-                        serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec())
-                    }
-                    Response::Bytes(bytes) => bytes,
-                    Response::Deferred => return Ok(()),
-                };
-                self.respond(msg.id, &body, env);
-                Ok(())
-            }
-            MessageType::Notify => {
-                if !route.contains('.') {
-                    log::warn!(
-                        "gatehouse: session {}: route {route:?} has no server type, ignored",
-                        self.sid
-                    );
-                    return Ok(());
-                }
-                env.handler.notify(Request {
-                    sid: self.sid,
-                    id: 0,
-                    route,
-                    body: msg.body,
-                    service: env.service,
-                });
-                Ok(())
-            }
-            MessageType::Response | MessageType::Push => Err(CloseReason::ProtocolViolation(
-                "client sent a response or push message",
-            )),
+        if request && msg.id > env.config.max_message_id {
+            return Err(CloseReason::ProtocolViolation("message id too large"));
         }
+        // A request the server cannot route is answered with an error: a client left without
+        // an answer waits for its own timeout. A notify expects none; it is dropped. Either
+        // way one line per kind per interval is logged (a client can send these at will).
+        let route = match msg.route {
+            Route::Name(name) => Some(name),
+            Route::Code(code) => {
+                let name = env.config.dictionary.as_deref().and_then(|d| d.route(code));
+                if name.is_none() {
+                    if let Some(n) = env.logs.hit(LogKind::UnknownRouteCode, now) {
+                        log::warn!(
+                            "gatehouse: session {}: unknown route code {code} ({}), {}{}",
+                            self.sid,
+                            if env.config.dictionary.is_some() {
+                                "not in the dictionary"
+                            } else {
+                                "no route dictionary is configured"
+                            },
+                            if request { "answered with code 500" } else { "notify dropped" },
+                            more(n)
+                        );
+                    }
+                    if request {
+                        self.respond_error(msg.id, "unknown route code", now, env);
+                    }
+                    return Ok(());
+                }
+                name
+            }
+            Route::None => Some(""),
+        };
+        let route = route.unwrap_or("");
+        if !route.contains('.') {
+            if let Some(n) = env.logs.hit(LogKind::NoServerType, now) {
+                log::warn!(
+                    "gatehouse: session {}: route {route:?} has no server type, {}{}",
+                    self.sid,
+                    if request { "answered with code 500" } else { "notify dropped" },
+                    more(n)
+                );
+            }
+            if request {
+                self.respond_error(msg.id, "route has no server type", now, env);
+            }
+            return Ok(());
+        }
+        let req = Request {
+            sid: self.sid,
+            id: msg.id,
+            route,
+            body: msg.body,
+            service: env.service,
+        };
+        if !request {
+            return self.guard(env, now, "notify", || env.handler.notify(req));
+        }
+        let body = match self.guard(env, now, "request", || env.handler.request(req))? {
+            Response::Json(value) => serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec()),
+            Response::Bytes(bytes) => bytes,
+            Response::Deferred => return Ok(()),
+        };
+        self.respond(msg.id, &body, now, env);
+        Ok(())
+    }
+
+    /// Runs the game's code `f`, catching a panic: a bug in a handler costs this connection
+    /// ([`CloseReason::HandlerPanic`], logged with the panic's message, rate-limited), never the
+    /// I/O thread, its other connections or accepting.
+    fn guard<R>(
+        &self,
+        env: &ConnEnv<'_>,
+        now: Instant,
+        what: &str,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, CloseReason> {
+        catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+            if let Some(n) = env.logs.hit(LogKind::HandlerPanic, now) {
+                log::error!(
+                    "gatehouse: session {}: the handler panicked in `{what}`: {}; closing the \
+                     connection{}",
+                    self.sid,
+                    crate::panic::message(&*payload),
+                    more(n)
+                );
+            }
+            CloseReason::HandlerPanic
+        })
+    }
+
+    /// Answers request `id` with `{"code":500,"error":text}`.
+    fn respond_error(&mut self, id: u32, text: &str, now: Instant, env: &ConnEnv<'_>) {
+        let body = serde_json::json!({"code": 500, "error": text});
+        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+        self.respond(id, &bytes, now, env);
     }
 
     /// Sends a response through the shard inbox, so pushes the handler issued reach the
     /// client first (pomelo's order). If the session was closed by the handler, nothing is
-    /// sent (as pinus); if the inbox is full, it is written directly.
-    fn respond(&mut self, id: u32, body: &[u8], env: &ConnEnv<'_>) {
+    /// sent (as pinus). If the inbox is full the response still queues behind them (the
+    /// inbox's overflow list, handed over after the queue: `Inbox::push_send_spill`).
+    fn respond(&mut self, id: u32, body: &[u8], now: Instant, env: &ConnEnv<'_>) {
         let Ok(frame) = encode_response_frame(id, body) else {
-            log::warn!(
-                "gatehouse: session {}: response to {id} too large, dropped",
-                self.sid
-            );
+            // Answer anyway: a client without a response waits for its own timeout.
+            if let Some(n) = env.logs.hit(LogKind::ResponseTooLarge, now) {
+                log::warn!(
+                    "gatehouse: session {}: response to {id} is over the package limit ({} \
+                     bytes), answered with code 500 instead{}",
+                    self.sid,
+                    body.len(),
+                    more(n)
+                );
+            }
+            let fallback = br#"{"code":500,"error":"response too large"}"#;
+            if let Ok(frame) = encode_response_frame(id, fallback) {
+                env.service.queue_response(self.sid, frame);
+            }
             return;
         };
-        if let Err(err) = env.service.send_message(self.sid, frame) {
-            if err.kind == SendErrorKind::InboxFull {
-                let frame = err.into_frame();
-                self.push_frame(frame.as_bytes(), usize::MAX);
-            }
-        }
+        env.service.queue_response(self.sid, frame);
     }
 
     /// A frame from the inbox (a whole package).

@@ -21,7 +21,7 @@
 //!   handshake, a KICK or a close frame; KICK bodies are `{"reason": …}` with the reason given.
 //! * Once closing, input is ignored and pushes are dropped: the output never grows again.
 
-use super::conn::{ConnConfig, ConnCore, ConnEnv, Pushed};
+use super::conn::{ConnConfig, ConnCore, ConnEnv, ConnLogs, Pushed};
 use super::handler::{Handler, Request, Response};
 use super::metrics::ThreadMetrics;
 use crate::events::CloseReason;
@@ -410,6 +410,7 @@ struct Harness {
     closes: Arc<Closes>,
     config: Arc<ConnConfig>,
     metrics: ThreadMetrics,
+    logs: ConnLogs,
     sid: Sid,
     now: Instant,
     /// Client bytes written but not yet delivered.
@@ -432,6 +433,7 @@ impl Harness {
             service: &self.service,
             config: &self.config,
             metrics: &self.metrics,
+            logs: &self.logs,
         };
         Some(f(core, &env))
     }
@@ -758,6 +760,7 @@ pub fn fuzz_connection(data: &[u8]) {
         closes,
         config,
         metrics: ThreadMetrics::default(),
+        logs: ConnLogs::default(),
         sid,
         now,
         wire: Vec::new(),

@@ -67,8 +67,8 @@ pub enum Response {
     Json(Value),
     /// A body already encoded (for example protobuf or pre-serialised JSON).
     Bytes(Vec<u8>),
-    /// The handler took a [`Responder`] and will answer later (or it dropped it: then a
-    /// warning is logged and the client gets no answer).
+    /// The handler took a [`Responder`] and will answer later (if it drops the responder
+    /// unanswered, a warning is logged and the client gets `{"code":500,"error":"no response"}`).
     Deferred,
 }
 
@@ -178,16 +178,27 @@ impl Responder {
 }
 
 impl Drop for Responder {
+    /// A responder dropped without an answer (the code that held it forgot, returned early or
+    /// panicked) answers `{"code":500,"error":"no response"}`: the client must not wait for its
+    /// own timeout. Logged as a warning.
     fn drop(&mut self) {
-        if !self.done {
-            log::warn!(
-                "gatehouse: responder for request {} of session {} dropped without an answer",
-                self.id,
-                self.sid
-            );
+        if self.done {
+            return;
         }
+        let sent = encode_response_frame(self.id, NO_RESPONSE)
+            .ok()
+            .is_some_and(|frame| self.service.send_message(self.sid, frame).is_ok());
+        log::warn!(
+            "gatehouse: responder for request {} of session {} dropped without an answer{}",
+            self.id,
+            self.sid,
+            if sent { "; answered with code 500" } else { "" }
+        );
     }
 }
+
+/// What a dropped [`Responder`] answers.
+const NO_RESPONSE: &[u8] = br#"{"code":500,"error":"no response"}"#;
 
 impl fmt::Debug for Responder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

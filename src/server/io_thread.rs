@@ -3,7 +3,7 @@
 use crate::events::CloseReason;
 use crate::id::Sid;
 use crate::inbox::Command;
-use crate::server::conn::{ConnCore, ConnEnv, Pushed};
+use crate::server::conn::{more, ConnCore, ConnEnv, ConnLogs, LogKind, Pushed};
 use crate::server::log_limit::LogLimit;
 use crate::server::{Shared, TICK};
 use crate::sync::Ordering;
@@ -24,6 +24,10 @@ const READ_BUF: usize = 64 * 1024;
 /// Reads per connection per loop turn (4 × 64 KiB): a client that sends as fast as the thread
 /// reads must not keep it from its other connections, its inbox and its timers.
 const READS_PER_TURN: usize = 4;
+/// Inbox commands applied per loop turn: a producer that keeps the inbox full (a broadcast
+/// loop) must not keep the thread from reading, writing and checking timers. 4,096 frames
+/// take a few hundred microseconds to apply; the rest wait one turn (with no poll wait).
+const COMMANDS_PER_TURN: usize = 4096;
 
 struct Conn {
     core: ConnCore,
@@ -48,6 +52,8 @@ pub(crate) struct IoThread {
     /// Connections that hit `READS_PER_TURN` with input left: read again next turn (the
     /// socket is edge-triggered, so no new event would come for what is already there).
     reread: Vec<usize>,
+    /// The last inbox drain stopped at `COMMANDS_PER_TURN` with commands left.
+    inbox_more: bool,
     to_close: Vec<(usize, CloseReason)>,
     next_handoff: usize,
     /// The batch of hand-offs being registered (swapped with the shared queue, so it is reused).
@@ -56,6 +62,8 @@ pub(crate) struct IoThread {
     /// One log line per interval for `accept` failures and `max_connections` refusals.
     accept_failed_log: LogLimit,
     refused_log: LogLimit,
+    /// Lines clients can trigger at will (junk routes, handler panics), rate-limited.
+    conn_logs: ConnLogs,
     /// A descriptor held in reserve (on `/dev/null`) by the accepting thread: when `accept`
     /// fails for want of descriptors, closing it lets the backlog be accepted and closed at
     /// once (see [`IoThread::shed_backlog`]).
@@ -105,12 +113,14 @@ impl IoThread {
             by_sid: HashMap::with_capacity_and_hasher(1024, ahash::RandomState::new()),
             dirty: Vec::with_capacity(1024),
             reread: Vec::with_capacity(64),
+            inbox_more: false,
             to_close: Vec::new(),
             next_handoff: 0,
             handed: Vec::new(),
             accept_retry: false,
             accept_failed_log: LogLimit::default(),
             refused_log: LogLimit::default(),
+            conn_logs: ConnLogs::default(),
             spare_fd,
             stopping: false,
         })
@@ -123,7 +133,7 @@ impl IoThread {
         let mut linger_until = None;
         let mut rereading: Vec<usize> = Vec::with_capacity(64);
         loop {
-            let timeout = if !self.reread.is_empty() {
+            let timeout = if !self.reread.is_empty() || self.inbox_more {
                 std::time::Duration::ZERO
             } else if self.accept_retry {
                 TICK / 10
@@ -377,6 +387,7 @@ impl IoThread {
                         service: &self.shared.service,
                         config: &self.shared.conn,
                         metrics: &self.shared.metrics[self.index],
+                        logs: &self.conn_logs,
                     };
                     let result = conn.core.on_input(&buf[..n], now, &env);
                     let has_output = conn.core.has_output();
@@ -420,7 +431,7 @@ impl IoThread {
         // Counted here and added to the metrics once per drain: a locked add per frame was
         // a fifth of the drain loop's samples (it also drains the store buffer).
         let (mut stale, mut queued, mut dropped) = (0u64, 0u64, 0u64);
-        inbox.drain(|cmd| match cmd {
+        let drained = inbox.drain_bounded(COMMANDS_PER_TURN, |cmd| match cmd {
             Command::Send { sid, frame } => {
                 let Some(&key) = by_sid.get(&sid) else {
                     stale += 1;
@@ -445,6 +456,7 @@ impl IoThread {
                 }
             }
         });
+        self.inbox_more = drained.more;
         if queued > 0 {
             metrics.frames_out(queued);
         }
@@ -484,6 +496,17 @@ impl IoThread {
             | CloseReason::KickedSilently
             | CloseReason::Removed => {
                 log::debug!("gatehouse: session {sid} ({remote}) closed: {reason}")
+            }
+            // A client can cause these as fast as it can connect: one line per interval.
+            CloseReason::ProtocolViolation(_)
+            | CloseReason::HandshakeRejected(_)
+            | CloseReason::HandlerPanic => {
+                if let Some(n) = self.conn_logs.hit(LogKind::CloseForCause, now) {
+                    log::info!(
+                        "gatehouse: session {sid} ({remote}) closed: {reason}{}",
+                        more(n)
+                    );
+                }
             }
             _ => log::info!("gatehouse: session {sid} ({remote}) closed: {reason}"),
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Remembers when a condition was last logged and how often it happened since.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct LogLimit {
     last: Option<Instant>,
     unlogged: u64,

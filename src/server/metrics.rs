@@ -22,6 +22,8 @@ pub struct CloseCounts {
     pub io_error: u64,
     /// Closed by server shutdown.
     pub shutdown: u64,
+    /// A handler or session listener panicked while serving the connection.
+    pub handler_panic: u64,
 }
 
 /// A snapshot of the connector's counters (sums over all I/O threads).
@@ -76,6 +78,7 @@ struct Counters {
     slow_consumer: AtomicU64,
     io_error: AtomicU64,
     shutdown: AtomicU64,
+    handler_panic: AtomicU64,
 }
 
 macro_rules! bump {
@@ -114,6 +117,7 @@ impl ThreadMetrics {
             CloseReason::SlowConsumer => &c.slow_consumer,
             CloseReason::Io(_) => &c.io_error,
             CloseReason::Shutdown => &c.shutdown,
+            CloseReason::HandlerPanic => &c.handler_panic,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -137,5 +141,6 @@ impl ThreadMetrics {
         m.closes.slow_consumer += get(&c.slow_consumer);
         m.closes.io_error += get(&c.io_error);
         m.closes.shutdown += get(&c.shutdown);
+        m.closes.handler_panic += get(&c.handler_panic);
     }
 }
