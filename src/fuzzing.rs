@@ -126,7 +126,13 @@ struct Model {
     inboxes: Vec<(Vec<ModelCommand>, usize)>,
     /// What the transport delivered, per connection.
     conns: HashMap<Sid, ModelConn>,
+    /// Events fired so far, in order.
     events: Vec<Event>,
+    /// Per shard: events committed but not fired yet, and whether that shard's events are being
+    /// fired further up the call stack (the service's per-shard event queue: events of one shard
+    /// fire in commit order, and one a listener causes in the shard it is firing for waits for
+    /// the current event to end; see `src/event_queue.rs`).
+    pending: Vec<(std::collections::VecDeque<Event>, bool)>,
 }
 
 fn unknown(sid: Sid) -> String {
@@ -159,7 +165,8 @@ impl Model {
         }
         self.uid_map.entry(uid.to_owned()).or_default().push(sid);
         session.uid = Some(uid.to_owned());
-        self.events.push(Event::Bound(sid, uid.to_owned()));
+        self.commit(sid, Event::Bound(sid, uid.to_owned()));
+        self.dispatch(sid.shard());
         Ok(())
     }
 
@@ -171,7 +178,8 @@ impl Model {
         }
         session.uid = None;
         Self::unindex(&mut self.uid_map, uid, sid);
-        self.events.push(Event::Unbound(sid, uid.to_owned()));
+        self.commit(sid, Event::Unbound(sid, uid.to_owned()));
+        self.dispatch(sid.shard());
         Ok(())
     }
 
@@ -227,30 +235,64 @@ impl Model {
         true
     }
 
-    /// `Session.closed(reason)`: leave the service, fire `closed`, tell the transport.
+    /// `Session.closed(reason)`: leave the service, tell the transport, fire `closed`.
     fn close(&mut self, sid: Sid, reason: CloseReason) -> bool {
         let Some(session) = self.detach(sid) else {
             return false;
         };
-        let uid = session.uid.clone();
-        self.events.push(Event::Closed {
-            session,
-            reason: reason.clone(),
-        });
-        if let (true, Some(uid)) = (self.chain, uid) {
-            self.kick(uid.as_str(), Some(CHAIN_REASON));
-        }
+        self.commit(
+            sid,
+            Event::Closed {
+                session,
+                reason: reason.clone(),
+            },
+        );
         self.push_close(sid, reason);
+        self.dispatch(sid.shard());
         true
     }
 
+    fn commit(&mut self, sid: Sid, event: Event) {
+        self.pending[sid.shard()].0.push_back(event);
+    }
+
+    /// Fires a shard's pending events in order, unless they are being fired further up the
+    /// stack (then that loop fires them once the current event's listener returns). The
+    /// listener records the event, then (chain mode, `closed` of a bound session) kicks the rest
+    /// of its uid.
+    fn dispatch(&mut self, shard: usize) {
+        if self.pending[shard].1 {
+            return;
+        }
+        self.pending[shard].1 = true;
+        while let Some(event) = self.pending[shard].0.pop_front() {
+            let chain_uid = match &event {
+                Event::Closed { session, .. } if self.chain => session.uid.clone(),
+                _ => None,
+            };
+            self.events.push(event);
+            if let Some(uid) = chain_uid {
+                self.kick(uid.as_str(), Some(CHAIN_REASON));
+            }
+        }
+        self.pending[shard].1 = false;
+    }
+
+    /// pomelo's `kick`, from a snapshot of the uid's sessions; each is closed only if it is
+    /// still bound to `uid` when its turn comes.
     fn kick(&mut self, uid: &str, reason: Option<&str>) -> usize {
         let Some(sids) = self.uid_map.get(uid).cloned() else {
             return 0;
         };
         let reason = CloseReason::kick(reason);
         sids.into_iter()
-            .filter(|sid| self.close(*sid, reason.clone()))
+            .filter(|sid| {
+                let bound = self
+                    .sessions
+                    .get(sid)
+                    .is_some_and(|s| s.uid.as_deref() == Some(uid));
+                bound && self.close(*sid, reason.clone())
+            })
             .count()
     }
 
@@ -577,6 +619,7 @@ pub fn fuzz_service_ops(data: &[u8]) {
         inboxes: (0..config.shards).map(|_| (Vec::new(), 0)).collect(),
         conns: HashMap::new(),
         events: Vec::new(),
+        pending: (0..config.shards).map(|_| Default::default()).collect(),
     };
     let mut d = Diff {
         driver: MemoryDriver::new(service.clone()),
