@@ -45,7 +45,9 @@ pub mod loom {
         }
         pick!(
             "rearm_after_drain",
-            "spill_ignores_unknown_uid",
+            "send_by_uid_push_unlocked",
+            "kick_ignores_rebind",
+            "events_fired_unlocked",
             "drain_overflow_last",
             "skip_generation_check",
             "conn_table_skip_generation_check",

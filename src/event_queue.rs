@@ -105,7 +105,9 @@ mod tests {
     fn second_caller_leaves_its_event_to_the_dispatcher() {
         let mut q = EventQueue::default();
         q.push(bound(1));
-        let batch = q.take_batch(false, Vec::new()).expect("first caller dispatches");
+        let batch = q
+            .take_batch(false, Vec::new())
+            .expect("first caller dispatches");
         assert_eq!(batch.len(), 1);
         q.push(bound(2));
         // Another thread: someone is dispatching, so it leaves its event.
@@ -113,7 +115,9 @@ mod tests {
         // The dispatcher comes back and finds it.
         let mut done = batch;
         done.clear();
-        let batch = q.take_batch(true, done).expect("dispatcher picks up the late event");
+        let batch = q
+            .take_batch(true, done)
+            .expect("dispatcher picks up the late event");
         assert!(matches!(batch[0], Event::Bound(sid, _) if sid.into_raw() == 2));
         let mut done = batch;
         done.clear();

@@ -558,11 +558,16 @@ impl SessionService {
         }));
         if let Err(payload) = outcome {
             self.listener_panics.fetch_add(1, Ordering::Relaxed);
-            let closing = !matches!(event, Event::Closed(..)) && self.close(sid, CloseReason::HandlerPanic);
+            let closing =
+                !matches!(event, Event::Closed(..)) && self.close(sid, CloseReason::HandlerPanic);
             log::error!(
                 "gatehouse: session listener panicked in `{what}` for session {sid}: {}{}",
                 crate::panic::message(&*payload),
-                if closing { "; the session is closed" } else { "" }
+                if closing {
+                    "; the session is closed"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -43,8 +43,10 @@ fn broadcast_racing_close() {
         let inbox = service.inbox(0).unwrap();
         let mut log: Vec<Command> = Vec::new();
         let has = |log: &[Command], f: &dyn Fn(&Command) -> bool| log.iter().any(f);
-        let send_to = |sid: Sid| move |c: &Command| matches!(c, Command::Send { sid: s, .. } if *s == sid);
-        let close_of = |sid: Sid| move |c: &Command| matches!(c, Command::Close { sid: s, .. } if *s == sid);
+        let send_to =
+            |sid: Sid| move |c: &Command| matches!(c, Command::Send { sid: s, .. } if *s == sid);
+        let close_of =
+            |sid: Sid| move |c: &Command| matches!(c, Command::Close { sid: s, .. } if *s == sid);
         while !(has(&log, &send_to(s2)) && has(&log, &close_of(s1))) {
             waker.wait();
             inbox.drain(|cmd| log.push(cmd));

@@ -20,6 +20,7 @@ use crate::protocol::{
 };
 use crate::server::builder::ServerBuilder;
 use crate::server::handler::{encode_response_frame, Handler, Request, Response};
+use crate::server::log_limit::LogLimit;
 use crate::server::metrics::ThreadMetrics;
 use crate::service::SessionService;
 use crate::ws::frame::{
@@ -27,7 +28,6 @@ use crate::ws::frame::{
 };
 use crate::ws::handshake::{encode_accept, UpgradeParser};
 use crate::ws::sniff::{sniff, Sniff};
-use crate::server::log_limit::LogLimit;
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -519,7 +519,11 @@ impl ConnCore {
                             } else {
                                 "no route dictionary is configured"
                             },
-                            if request { "answered with code 500" } else { "notify dropped" },
+                            if request {
+                                "answered with code 500"
+                            } else {
+                                "notify dropped"
+                            },
                             more(n)
                         );
                     }
@@ -538,7 +542,11 @@ impl ConnCore {
                 log::warn!(
                     "gatehouse: session {}: route {route:?} has no server type, {}{}",
                     self.sid,
-                    if request { "answered with code 500" } else { "notify dropped" },
+                    if request {
+                        "answered with code 500"
+                    } else {
+                        "notify dropped"
+                    },
                     more(n)
                 );
             }
