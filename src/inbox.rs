@@ -238,48 +238,50 @@ impl Inbox {
         #[cfg(not(gatehouse_loom_mutant = "rearm_after_drain"))]
         self.wake_pending.swap(false, Ordering::AcqRel);
         let mut held = self.held.lock();
-        // Overflowed closes are taken before the pops (see "Close commands never get lost").
-        #[cfg(not(gatehouse_loom_mutant = "drain_overflow_last"))]
-        if held.is_empty() {
-            std::mem::swap(&mut *held, &mut *self.overflow.lock());
-        }
         let mut handed = 0;
-        let mut emptied = false;
-        while handed < max {
-            match self.queue.pop() {
-                Some(cmd) => {
-                    f(cmd);
-                    handed += 1;
-                }
-                None => {
-                    emptied = true;
-                    break;
+        let more = loop {
+            // Overflowed closes are taken before the pops (see "Close commands never get lost").
+            #[cfg(not(gatehouse_loom_mutant = "drain_overflow_last"))]
+            if held.is_empty() {
+                std::mem::swap(&mut *held, &mut *self.overflow.lock());
+            }
+            let mut emptied = false;
+            while handed < max {
+                match self.queue.pop() {
+                    Some(cmd) => {
+                        f(cmd);
+                        handed += 1;
+                    }
+                    None => {
+                        emptied = true;
+                        break;
+                    }
                 }
             }
-        }
-        if emptied {
+            if !emptied {
+                break true;
+            }
             // Seeded bug for the loom models: taking the overflow after the pops lets a close
             // overtake a send queued before it.
             #[cfg(gatehouse_loom_mutant = "drain_overflow_last")]
             if held.is_empty() {
                 std::mem::swap(&mut *held, &mut *self.overflow.lock());
             }
-            // Every spilled response taken is handed over now; later ones may queue again.
-            // (One spilled after the take waits in `overflow`, and keeps `spilling` set.)
-            if self.overflow.lock().is_empty() {
-                self.spilling.store(false, Ordering::Relaxed);
-            }
             handed += held.len();
             held.drain(..).for_each(&mut f);
-        }
+            // More overflow (closes, or responses the consumer spilled while `held` was
+            // waiting) is taken by another round: pops first, then it.
+            if self.overflow.lock().is_empty() {
+                // Every spilled response is handed over: later ones may queue normally.
+                self.spilling.store(false, Ordering::Relaxed);
+                break false;
+            }
+        };
         // Seeded bug for the loom models: re-arming after the pops strands a push that lands
         // between the last pop and this swap.
         #[cfg(gatehouse_loom_mutant = "rearm_after_drain")]
         self.wake_pending.swap(false, Ordering::AcqRel);
-        Drained {
-            handed,
-            more: !emptied,
-        }
+        Drained { handed, more }
     }
 
     /// For the consumer, at the start of a loop turn that ends in [`drain`](Self::drain): marks
@@ -347,5 +349,96 @@ impl fmt::Debug for Inbox {
             .field("refused", &self.refused())
             .field("stale", &self.stale())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(gatehouse_loom)))]
+mod tests {
+    use super::*;
+
+    /// A producer that refills the queue as fast as the consumer drains it (a broadcast loop on
+    /// another core). An unbounded drain never returns (before `drain_bounded`, the I/O thread
+    /// then wrote, read and timed out nothing); a bounded one returns after its bound.
+    #[test]
+    fn bounded_drain_stops_a_refilling_producer() {
+        let inbox = Inbox::new(16);
+        let sid = Sid::from_raw(1 << 32);
+        for _ in 0..16 {
+            inbox.push_send(sid, Frame::from_static(b"x")).unwrap();
+        }
+        let mut handed = 0u64;
+        let drained = inbox.drain_bounded(100, |_| {
+            handed += 1;
+            assert!(handed <= 100, "the drain went past its bound");
+            inbox.push_send(sid, Frame::from_static(b"x")).unwrap(); // refill
+        });
+        assert_eq!(
+            drained,
+            Drained {
+                handed: 100,
+                more: true
+            }
+        );
+        assert_eq!(inbox.len(), 16);
+    }
+
+    /// Overflowed closes taken by a drain that stops early are handed over only by the drain that
+    /// empties the queue: the close still follows the sends queued before it.
+    #[test]
+    fn close_taken_by_a_stopped_drain_waits_for_the_sends_before_it() {
+        let inbox = Inbox::new(4);
+        let sid = Sid::from_raw(1 << 32);
+        for _ in 0..4 {
+            inbox.push_send(sid, Frame::from_static(b"x")).unwrap();
+        }
+        inbox.push_close(sid, CloseReason::Shutdown); // queue full: overflow
+        let mut seen = Vec::new();
+        let record = |seen: &mut Vec<&str>, cmd: Command| {
+            seen.push(match cmd {
+                Command::Send { .. } => "send",
+                Command::Close { .. } => "close",
+            })
+        };
+        assert!(inbox.drain_bounded(3, |c| record(&mut seen, c)).more);
+        assert_eq!(seen, ["send"; 3]);
+        let drained = inbox.drain_bounded(3, |c| record(&mut seen, c));
+        assert_eq!(
+            drained,
+            Drained {
+                handed: 2,
+                more: false
+            }
+        );
+        assert_eq!(seen, ["send", "send", "send", "send", "close"]);
+    }
+
+    /// A consumer's response that found the queue full keeps its place behind what was queued
+    /// before it, and so do its later responses, even once the queue has room again.
+    #[test]
+    fn spilled_responses_stay_in_order() {
+        let inbox = Inbox::new(2);
+        let sid = Sid::from_raw(1 << 32);
+        inbox.push_send(sid, Frame::from_static(b"push-1")).unwrap();
+        inbox.push_send(sid, Frame::from_static(b"push-2")).unwrap();
+        inbox.push_send_spill(sid, Frame::from_static(b"resp-1")); // full: spills
+        let mut seen = Vec::new();
+        let drained = inbox.drain_bounded(1, |c| {
+            if let Command::Send { frame, .. } = c {
+                seen.push(frame);
+            }
+        });
+        assert!(drained.more);
+        // Room again, but an earlier response is still waiting: this one spills behind it.
+        inbox.push_send_spill(sid, Frame::from_static(b"resp-2"));
+        let _ = inbox.drain(|c| {
+            if let Command::Send { frame, .. } = c {
+                seen.push(frame);
+            }
+        });
+        let seen: Vec<&[u8]> = seen.iter().map(Frame::as_bytes).collect();
+        assert_eq!(seen, [&b"push-1"[..], b"push-2", b"resp-1", b"resp-2"]);
+        // Everything handed over: the next response queues normally.
+        inbox.push_send_spill(sid, Frame::from_static(b"resp-3"));
+        assert_eq!(inbox.len(), 1);
     }
 }
