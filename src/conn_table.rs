@@ -2,6 +2,7 @@
 //! the sid's slot and guarded by a full-sid (generation) check.
 
 use crate::id::Sid;
+use std::collections::HashMap;
 use std::fmt;
 
 /// A transport's connections, indexed by the slot of their session's [`Sid`].
@@ -19,8 +20,8 @@ use std::fmt;
 /// case is one connection per slot, reached in O(1). A slot can briefly hold two: when the
 /// session layer reuses a slot before the transport has drained the old session's
 /// [`Command::Close`](crate::Command::Close), [`insert`](Self::insert) moves the old
-/// connection to a short side list, where its queued sends and its close still find it; the
-/// list holds only such closing connections and is scanned only on a miss.
+/// connection to a side map, where its queued sends and its close still find it; the
+/// map holds only such closing connections and is looked up only on a miss.
 ///
 /// Not thread-safe by design: it belongs to the transport's single I/O thread.
 ///
@@ -55,8 +56,10 @@ pub struct ConnTable<C> {
     /// `slots[sid.slot()]` holds the newest connection of that slot, with its full sid.
     slots: Vec<Option<(Sid, C)>>,
     /// Older connections whose slot was reused before they were removed (their session is
-    /// closed and their `Close` command not yet applied). Usually empty.
-    displaced: Vec<(Sid, C)>,
+    /// closed and their connection still closing). Usually empty; a hash map because a mass
+    /// kick followed by a login storm can displace thousands, and every stale send misses
+    /// into here.
+    displaced: HashMap<Sid, C, ahash::RandomState>,
     len: usize,
 }
 
@@ -65,7 +68,7 @@ impl<C> ConnTable<C> {
     pub fn new() -> ConnTable<C> {
         ConnTable {
             slots: Vec::new(),
-            displaced: Vec::new(),
+            displaced: HashMap::default(),
             len: 0,
         }
     }
@@ -74,7 +77,7 @@ impl<C> ConnTable<C> {
     pub fn with_capacity(slots: usize) -> ConnTable<C> {
         ConnTable {
             slots: Vec::with_capacity(slots),
-            displaced: Vec::new(),
+            displaced: HashMap::default(),
             len: 0,
         }
     }
@@ -93,8 +96,8 @@ impl<C> ConnTable<C> {
                 None
             }
             Some((old_sid, old)) if old_sid == sid => Some(old),
-            Some(older) => {
-                self.displaced.push(older);
+            Some((older_sid, older)) => {
+                self.displaced.insert(older_sid, older);
                 self.len += 1;
                 None
             }
@@ -106,11 +109,7 @@ impl<C> ConnTable<C> {
     pub fn get(&self, sid: Sid) -> Option<&C> {
         match self.slots.get(sid.slot()) {
             Some(Some((held, conn))) if Self::same(*held, sid) => Some(conn),
-            _ => self
-                .displaced
-                .iter()
-                .find(|(held, _)| *held == sid)
-                .map(|(_, conn)| conn),
+            _ => self.displaced.get(&sid),
         }
     }
 
@@ -118,11 +117,7 @@ impl<C> ConnTable<C> {
     pub fn get_mut(&mut self, sid: Sid) -> Option<&mut C> {
         match self.slots.get_mut(sid.slot()) {
             Some(Some((held, conn))) if Self::same(*held, sid) => Some(conn),
-            _ => self
-                .displaced
-                .iter_mut()
-                .find(|(held, _)| *held == sid)
-                .map(|(_, conn)| conn),
+            _ => self.displaced.get_mut(&sid),
         }
     }
 
@@ -139,9 +134,9 @@ impl<C> ConnTable<C> {
                 return entry.take().map(|(_, conn)| conn);
             }
         }
-        let pos = self.displaced.iter().position(|(held, _)| *held == sid)?;
+        let conn = self.displaced.remove(&sid)?;
         self.len -= 1;
-        Some(self.displaced.swap_remove(pos).1)
+        Some(conn)
     }
 
     /// Number of connections held.
@@ -158,18 +153,16 @@ impl<C> ConnTable<C> {
     pub fn iter(&self) -> impl Iterator<Item = (Sid, &C)> + '_ {
         self.slots
             .iter()
-            .filter_map(|e| e.as_ref())
-            .chain(self.displaced.iter())
-            .map(|(sid, conn)| (*sid, conn))
+            .filter_map(|e| e.as_ref().map(|(sid, conn)| (*sid, conn)))
+            .chain(self.displaced.iter().map(|(sid, conn)| (*sid, conn)))
     }
 
     /// Every connection with its sid, mutably (order as [`iter`](Self::iter)).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (Sid, &mut C)> + '_ {
         self.slots
             .iter_mut()
-            .filter_map(|e| e.as_mut())
-            .chain(self.displaced.iter_mut())
-            .map(|(sid, conn)| (*sid, conn))
+            .filter_map(|e| e.as_mut().map(|(sid, conn)| (*sid, conn)))
+            .chain(self.displaced.iter_mut().map(|(sid, conn)| (*sid, conn)))
     }
 
     /// The generation check on the O(1) path: the slot matches, so compare the rest of the sid.

@@ -6,8 +6,8 @@ use crate::error::CreateError;
 use crate::events::CloseReason;
 use crate::frame::Frame;
 use crate::id::Sid;
-use crate::inbox::Command;
 use crate::service::SessionService;
+use crate::transport::{apply_commands, CommandTarget};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -93,31 +93,22 @@ impl MemoryDriver {
         self.service.close(sid, CloseReason::PeerClosed)
     }
 
-    /// Drains every shard once and applies the commands. Returns how many it handled.
+    /// Drains every shard once and applies the commands, in order, through
+    /// [`apply_commands`](crate::apply_commands) (the path the connector uses too). Returns how
+    /// many it handled.
     pub fn poll(&mut self) -> usize {
         let mut handled = 0;
         for shard in 0..self.service.config().shard_count() {
             let Some(inbox) = self.service.inbox(shard) else {
                 continue;
             };
-            let mut stale = 0;
-            let (open, closed) = (&mut self.open[shard], &mut self.closed);
-            handled += inbox.drain(|cmd| match cmd {
-                Command::Send { sid, frame } => match open.get_mut(sid) {
-                    Some(conn) => conn.frames.push(frame),
-                    None => stale += 1,
-                },
-                Command::Close { sid, reason } => {
-                    if let Some(mut conn) = open.remove(sid) {
-                        conn.closed = Some(reason);
-                        closed.insert(sid, conn);
-                    }
-                }
-            });
-            if stale > 0 {
-                inbox.record_stale(stale);
-                self.stale += stale;
-            }
+            let mut target = Target {
+                open: &mut self.open[shard],
+                closed: &mut self.closed,
+            };
+            let applied = apply_commands(inbox, usize::MAX, &mut target);
+            handled += applied.handed;
+            self.stale += applied.stale;
         }
         handled
     }
@@ -164,5 +155,30 @@ impl MemoryDriver {
     /// Forgets closed connections' records (keeps memory flat in long tests).
     pub fn forget_closed(&mut self) {
         self.closed.clear();
+    }
+}
+
+/// One shard's connections, as [`apply_commands`] sees them.
+struct Target<'a> {
+    open: &'a mut ConnTable<MemoryConn>,
+    closed: &'a mut HashMap<Sid, MemoryConn>,
+}
+
+impl CommandTarget for Target<'_> {
+    fn deliver(&mut self, sid: Sid, frame: Frame) -> bool {
+        match self.open.get_mut(sid) {
+            Some(conn) => {
+                conn.frames.push(frame);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn close(&mut self, sid: Sid, reason: CloseReason) {
+        if let Some(mut conn) = self.open.remove(sid) {
+            conn.closed = Some(reason);
+            self.closed.insert(sid, conn);
+        }
     }
 }

@@ -198,16 +198,12 @@ impl Inbox {
     /// pushes its handler queued first (pomelo's order), where writing it straight to the
     /// socket would overtake them. Bounded by what the consumer reads per loop turn.
     pub(crate) fn push_send_spill(&self, sid: Sid, frame: Frame) {
-        if !self.spilling.load(Ordering::Relaxed) {
-            match self.queue.push(Command::Send { sid, frame }) {
-                Ok(()) => return,
-                Err(cmd) => {
-                    self.spilling.store(true, Ordering::Relaxed);
-                    self.overflow.lock().push(cmd);
-                }
-            }
-        } else {
-            self.overflow.lock().push(Command::Send { sid, frame });
+        let cmd = Command::Send { sid, frame };
+        if self.spilling.load(Ordering::Relaxed) {
+            self.overflow.lock().push(cmd);
+        } else if let Err(cmd) = self.queue.push(cmd) {
+            self.spilling.store(true, Ordering::Relaxed);
+            self.overflow.lock().push(cmd);
         }
     }
 

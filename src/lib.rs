@@ -74,6 +74,7 @@ mod registry;
 mod service;
 mod session;
 mod sync;
+mod transport;
 mod uid;
 
 pub mod implementation;
@@ -104,4 +105,5 @@ pub use inbox::{Command, Drained, Inbox, Wake};
 pub use index::SidList;
 pub use service::SessionService;
 pub use session::{SessionInfo, SessionSnapshot, SessionState, Settings};
+pub use transport::{apply_commands, Applied, CommandTarget};
 pub use uid::Uid;

@@ -30,8 +30,9 @@ impl Handler for Faulty {
         let body = req.json();
         match req.route() {
             "test.panic" => {
-                let field: Option<u64> = None;
-                Response::Json(json!({"n": field.unwrap()})) // a game's unwrap on a bad field
+                // A game's unwrap on a field the client left out.
+                let n = body["n"].as_u64().expect("field n");
+                Response::Json(json!({ "n": n }))
             }
             "test.bind" => {
                 let uid = body["uid"].as_str().unwrap_or("u");

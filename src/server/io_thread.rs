@@ -1,16 +1,17 @@
 //! One I/O thread: a `mio::Poll`, the connections of one session shard, and its inbox.
 
+use crate::conn_table::ConnTable;
 use crate::events::CloseReason;
+use crate::frame::Frame;
 use crate::id::Sid;
-use crate::inbox::Command;
 use crate::server::conn::{more, ConnCore, ConnEnv, ConnLogs, LogKind, Pushed};
 use crate::server::log_limit::LogLimit;
 use crate::server::{Shared, TICK};
 use crate::sync::Ordering;
+use crate::transport::{apply_commands, CommandTarget};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -47,7 +48,9 @@ pub(crate) struct IoThread {
     listener: Option<TcpListener>,
     shared: Arc<Shared>,
     conns: Slab<Conn>,
-    by_sid: HashMap<Sid, usize, ahash::RandomState>,
+    /// Sid → key in `conns`, with the generation check every transport needs (a closing
+    /// connection whose slot a new session already reuses stays reachable under its own sid).
+    by_sid: ConnTable<usize>,
     dirty: Vec<usize>,
     /// Connections that hit `READS_PER_TURN` with input left: read again next turn (the
     /// socket is edge-triggered, so no new event would come for what is already there).
@@ -110,7 +113,7 @@ impl IoThread {
             listener,
             shared,
             conns: Slab::with_capacity(1024),
-            by_sid: HashMap::with_capacity_and_hasher(1024, ahash::RandomState::new()),
+            by_sid: ConnTable::with_capacity(1024),
             dirty: Vec::with_capacity(1024),
             reread: Vec::with_capacity(64),
             inbox_more: false,
@@ -416,61 +419,32 @@ impl IoThread {
 
     // === inbox ===============================================================================
 
+    /// Applies up to `COMMANDS_PER_TURN` inbox commands, in order, through the transport path
+    /// shared with `MemoryDriver` ([`apply_commands`]): a close ends its connection before the
+    /// next command is looked at.
     fn drain_inbox(&mut self, now: Instant) {
-        let Some(inbox) = self.shared.service.inbox(self.index) else {
+        let shared = self.shared.clone();
+        let Some(inbox) = shared.service.inbox(self.index) else {
             return;
         };
-        let metrics = &self.shared.metrics[self.index];
-        let (conns, by_sid, dirty, to_close) = (
-            &mut self.conns,
-            &self.by_sid,
-            &mut self.dirty,
-            &mut self.to_close,
-        );
-        let max_outbound = self.shared.conn.max_outbound_bytes;
+        let mut target = IoTarget {
+            io: self,
+            now,
+            queued: 0,
+            dropped: 0,
+        };
+        let applied = apply_commands(inbox, COMMANDS_PER_TURN, &mut target);
         // Counted here and added to the metrics once per drain: a locked add per frame was
         // a fifth of the drain loop's samples (it also drains the store buffer).
-        let (mut stale, mut queued, mut dropped) = (0u64, 0u64, 0u64);
-        let drained = inbox.drain_bounded(COMMANDS_PER_TURN, |cmd| match cmd {
-            Command::Send { sid, frame } => {
-                let Some(&key) = by_sid.get(&sid) else {
-                    stale += 1;
-                    return;
-                };
-                let conn = &mut conns[key];
-                match conn.core.push_frame(frame.as_bytes(), max_outbound) {
-                    Pushed::Queued => {
-                        queued += 1;
-                        if !conn.dirty {
-                            conn.dirty = true;
-                            dirty.push(key);
-                        }
-                    }
-                    Pushed::Dropped => dropped += 1,
-                    Pushed::OverLimit => to_close.push((key, CloseReason::SlowConsumer)),
-                }
-            }
-            Command::Close { sid, reason } => {
-                if let Some(&key) = by_sid.get(&sid) {
-                    to_close.push((key, reason));
-                }
-            }
-        });
-        self.inbox_more = drained.more;
+        let (queued, dropped) = (target.queued, target.dropped);
+        self.inbox_more = applied.more;
+        let metrics = &self.shared.metrics[self.index];
         if queued > 0 {
             metrics.frames_out(queued);
         }
-        if stale > 0 {
-            inbox.record_stale(stale);
+        if applied.stale + dropped > 0 {
+            metrics.frames_dropped(applied.stale + dropped);
         }
-        if stale + dropped > 0 {
-            metrics.frames_dropped(stale + dropped);
-        }
-        let mut closes = std::mem::take(&mut self.to_close);
-        for (key, reason) in closes.drain(..) {
-            self.close_conn(key, reason, now);
-        }
-        self.to_close = closes;
     }
 
     // === close ===============================================================================
@@ -531,7 +505,7 @@ impl IoThread {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.by_sid.remove(&conn.core.sid());
+        self.by_sid.remove(conn.core.sid());
         // A session still registered here (drop without close: shutdown linger) is closed now.
         self.shared
             .service
@@ -644,5 +618,41 @@ impl IoThread {
             }
         }
         self.to_close = expired;
+    }
+}
+
+/// The I/O thread as [`apply_commands`] sees it.
+struct IoTarget<'a> {
+    io: &'a mut IoThread,
+    now: Instant,
+    queued: u64,
+    dropped: u64,
+}
+
+impl CommandTarget for IoTarget<'_> {
+    fn deliver(&mut self, sid: Sid, frame: Frame) -> bool {
+        let Some(&key) = self.io.by_sid.get(sid) else {
+            return false;
+        };
+        let max_outbound = self.io.shared.conn.max_outbound_bytes;
+        let conn = &mut self.io.conns[key];
+        match conn.core.push_frame(frame.as_bytes(), max_outbound) {
+            Pushed::Queued => {
+                self.queued += 1;
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.io.dirty.push(key);
+                }
+            }
+            Pushed::Dropped => self.dropped += 1,
+            Pushed::OverLimit => self.io.close_conn(key, CloseReason::SlowConsumer, self.now),
+        }
+        true
+    }
+
+    fn close(&mut self, sid: Sid, reason: CloseReason) {
+        if let Some(&key) = self.io.by_sid.get(sid) {
+            self.io.close_conn(key, reason, self.now);
+        }
     }
 }
