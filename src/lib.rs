@@ -71,6 +71,7 @@ mod index;
 mod registry;
 mod service;
 mod session;
+mod sessions;
 mod sync;
 mod uid;
 
@@ -102,4 +103,5 @@ pub use inbox::{Command, Inbox, Wake};
 pub use index::SidList;
 pub use service::SessionService;
 pub use session::{SessionInfo, SessionSnapshot, SessionState, Settings};
+pub use sessions::{BatchError, PushBody, PushError, PushReport, Sessions, UidMiss, UidsReport};
 pub use uid::Uid;

@@ -383,7 +383,11 @@ impl SessionService {
         self.with_settings(sid, |current| current.extend(settings))
     }
 
-    fn with_settings(&self, sid: Sid, f: impl FnOnce(&mut Settings)) -> Result<(), UnknownSession> {
+    pub(crate) fn with_settings(
+        &self,
+        sid: Sid,
+        f: impl FnOnce(&mut Settings),
+    ) -> Result<(), UnknownSession> {
         let shard = self.shard_of(sid).ok_or(UnknownSession(sid))?;
         let mut registry = shard.registry.write();
         let entry = registry.get_mut(sid).ok_or(UnknownSession(sid))?;

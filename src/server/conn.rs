@@ -23,6 +23,7 @@ use crate::server::builder::ServerBuilder;
 use crate::server::handler::{encode_response_frame, Handler, Request, Response};
 use crate::server::metrics::ThreadMetrics;
 use crate::service::SessionService;
+use crate::sessions::Sessions;
 use crate::ws::frame::{
     encode_binary_header, encode_close, encode_pong, FrameDecoder, WsError, WsEvent,
 };
@@ -86,6 +87,8 @@ impl ConnConfig {
 pub(crate) struct ConnEnv<'a> {
     pub(crate) handler: &'a dyn Handler,
     pub(crate) service: &'a Arc<SessionService>,
+    /// What handlers get ([`Request::service`]).
+    pub(crate) sessions: &'a Sessions,
     pub(crate) config: &'a ConnConfig,
     pub(crate) metrics: &'a ThreadMetrics,
 }
@@ -470,7 +473,7 @@ impl ConnCore {
                     id: msg.id,
                     route,
                     body: msg.body,
-                    service: env.service,
+                    service: env.sessions,
                 };
                 let body = match env.handler.request(req) {
                     Response::Json(value) => {
@@ -495,7 +498,7 @@ impl ConnCore {
                     id: 0,
                     route,
                     body: msg.body,
-                    service: env.service,
+                    service: env.sessions,
                 });
                 Ok(())
             }
