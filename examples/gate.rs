@@ -237,3 +237,84 @@ fn simple_logger() {
         log::set_max_level(level);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    /// One test, because clap reads `GATEHOUSE_ADDR` on every parse and this sets it.
+    #[test]
+    fn command_line() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["gate"], args].concat());
+
+        // `--help` prints help and exits 0; unknown flags are refused with exit status 2.
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!((help.kind(), help.exit_code()), (ErrorKind::DisplayHelp, 0));
+        let text = help.to_string();
+        for flag in [
+            "--addr",
+            "--threads",
+            "--heartbeat",
+            "--max-connections",
+            "--seconds",
+            "GATEHOUSE_ADDR",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
+        }
+        let unknown = parse(&["--bogus"]).unwrap_err();
+        assert_eq!(
+            (unknown.kind(), unknown.exit_code()),
+            (ErrorKind::UnknownArgument, 2)
+        );
+        let stray = parse(&["extra"]).unwrap_err();
+        assert_eq!(stray.exit_code(), 2);
+        let bad = parse(&["--threads", "two"]).unwrap_err();
+        assert_eq!(
+            (bad.kind(), bad.exit_code()),
+            (ErrorKind::ValueValidation, 2)
+        );
+
+        // Defaults.
+        std::env::remove_var("GATEHOUSE_ADDR");
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.addr, "127.0.0.1:3010".parse().unwrap());
+        assert_eq!(
+            (cli.threads, cli.heartbeat, cli.max_connections, cli.seconds),
+            (None, 30, None, None)
+        );
+
+        // How loadgen --spawn-gate, tests/interop/run.sh and bench/*.sh start the gate.
+        let cli = parse(&[
+            "--addr",
+            "127.0.0.1:0",
+            "--threads",
+            "2",
+            "--seconds",
+            "600",
+            "--heartbeat",
+            "1",
+            "--max-connections",
+            "20100",
+        ])
+        .unwrap();
+        assert_eq!(cli.addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            (cli.threads, cli.heartbeat, cli.max_connections, cli.seconds),
+            (Some(2), 1, Some(20100), Some(600))
+        );
+        assert_eq!(parse(&["--heartbeat=0"]).unwrap().heartbeat, 0);
+
+        // GATEHOUSE_ADDR sets the address; --addr wins over it.
+        std::env::set_var("GATEHOUSE_ADDR", "0.0.0.0:4000");
+        assert_eq!(parse(&[]).unwrap().addr, "0.0.0.0:4000".parse().unwrap());
+        assert_eq!(
+            parse(&["--addr", "127.0.0.1:5000"]).unwrap().addr,
+            "127.0.0.1:5000".parse().unwrap()
+        );
+        std::env::set_var("GATEHOUSE_ADDR", "not an address");
+        assert_eq!(parse(&[]).unwrap_err().exit_code(), 2);
+        std::env::remove_var("GATEHOUSE_ADDR");
+    }
+}
