@@ -36,6 +36,16 @@ const BROADCAST_CHUNK: usize = 256;
 /// [`Command`](crate::Command) in the owning shard's [`Inbox`], which the transport drains (the
 /// pomelo connector in this crate, your own I/O loop, or [`MemoryDriver`](crate::MemoryDriver)).
 ///
+/// # Who holds it
+///
+/// This is the **transport's (or embedder's) full view**: besides the game methods it has the
+/// life-cycle and plumbing methods only a transport may call — [`create`](Self::create) /
+/// [`create_in`](Self::create_in) for a new connection, [`close`](Self::close) when one ends,
+/// [`inbox`](Self::inbox) to plug in a waker and drain a shard. **Game code holds a
+/// [`Sessions`](crate::Sessions)** instead (the connector hands one to every handler and
+/// from [`Server::service`](crate::server::Server::service)): the same game methods without
+/// those, plus pushes by route and body.
+///
 /// # Concurrency and cost
 ///
 /// | method | locks | allocates |

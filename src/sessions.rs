@@ -36,6 +36,29 @@ use std::sync::Arc;
 /// `Sessions` is `Clone + Send + Sync`: a clone is two reference-count increments. Move one
 /// into any thread.
 ///
+/// The transport's methods do not exist on it (nor does it deref to the service):
+///
+/// ```compile_fail
+/// # use gatehouse::{SessionConfig, SessionService, Sessions};
+/// # use std::sync::Arc;
+/// let sessions = Sessions::new(Arc::new(SessionService::new(SessionConfig::default()).unwrap()), None);
+/// let sid = sessions.create(None); // error: only the transport creates sessions
+/// ```
+///
+/// ```compile_fail
+/// # use gatehouse::{SessionConfig, SessionService, Sessions};
+/// # use std::sync::Arc;
+/// let sessions = Sessions::new(Arc::new(SessionService::new(SessionConfig::default()).unwrap()), None);
+/// sessions.inbox(0).unwrap().drain(|_| {}); // error: the inboxes are the transport's
+/// ```
+///
+/// ```compile_fail
+/// # use gatehouse::{CloseReason, SessionConfig, SessionService, Sessions, Sid};
+/// # use std::sync::Arc;
+/// let sessions = Sessions::new(Arc::new(SessionService::new(SessionConfig::default()).unwrap()), None);
+/// sessions.close(Sid::from_raw(1), CloseReason::Shutdown); // error: kick instead
+/// ```
+///
 /// # Pushes
 ///
 /// [`push`](Self::push), [`push_to_uid`](Self::push_to_uid), [`push_to_uids`](Self::push_to_uids)
