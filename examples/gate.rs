@@ -3,26 +3,34 @@
 //!
 //! ```sh
 //! cargo run --release --example gate -- --addr 127.0.0.1:3010 --threads 2 --heartbeat 30
+//! cargo run --release --example gate -- --help
 //! ```
-//! (`GATEHOUSE_ADDR` also sets the address.)
+//!
+//! Options (`--help` lists them; an unknown option is refused with exit status 2):
+//! `--addr IP:PORT` (default `127.0.0.1:3010`, or the `GATEHOUSE_ADDR` environment variable;
+//! port 0 picks a free port), `--threads N` (I/O threads, default: the available cores),
+//! `--heartbeat SECS` (default 30, 0 disables heartbeats), `--max-connections N` (default
+//! 100 000), `--seconds N` (run N seconds, then shut down gracefully; default: until killed).
+//! Once listening it prints `gate: listening on ADDR (pid N)`.
 //!
 //! Routes (JSON bodies):
 //! * `connector.entryHandler.entry {uid}` → binds the session to the string uid →
 //!   `{"code":200,"uid":uid}` (`{"code":500,"error":…}` if the bind fails);
 //! * `connector.entryHandler.echo {t}` → `{"code":200,"t":t}`;
 //! * `connector.entryHandler.blast {m,size,route}` → `{"code":200,"uids":U,"m":m}` at once,
-//!   then `m` rounds of pushes to every bound uid through `send_message_by_uid`, on `route`
-//!   (default `onPush`) with body `{"i":round,"p":"xxx…"}` (`size` × `x`), encoded once per
-//!   round, from a separate thread;
+//!   then, from a separate thread, `m` rounds of one push to every uid bound at the time of the
+//!   request, through [`Sessions::push_to_uids`] on `route` (default `onPush`) with body
+//!   `{"i":round,"p":"xxx…"}` (`size` × `x`): each round is encoded once, and the sessions
+//!   whose inbox was full are retried with [`Sessions::retry`] (exactly those, never twice)
+//!   before the next round starts;
 //! * `connector.entryHandler.stats {}` → `{"code":200,"sessions":…,"bound":…,"rss":bytes or null}`;
 //! * `connector.entryHandler.kick {uid?, reason?}` (not in pinus's test apps; for interop
 //!   tests) → `{"code":200}`, then kicks `uid` (default: the caller's session) with `reason`
 //!   (KICK package only when a reason is given).
-//!
-//! It runs until killed, or for `--seconds N` and then shuts down gracefully.
 
+use clap::Parser;
 use gatehouse::server::{Handler, Request, Response, Server};
-use gatehouse::{Frame, SessionService, Uid, UidSendError};
+use gatehouse::{Sessions, Uid};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -94,10 +102,10 @@ impl Handler for Gate {
     }
 }
 
-fn bound_uids(service: &SessionService) -> Vec<Uid> {
+fn bound_uids(sessions: &Sessions) -> Vec<Uid> {
     let mut seen = HashSet::new();
     let mut uids = Vec::new();
-    service.for_each_bound_session(|_, uid| {
+    sessions.for_each_bound_session(|_, uid| {
         if seen.insert(uid.clone()) {
             uids.push(uid.clone());
         }
@@ -105,39 +113,30 @@ fn bound_uids(service: &SessionService) -> Vec<Uid> {
     uids
 }
 
-fn blast(service: &SessionService, uids: &[Uid], rounds: u64, size: usize, route: &str) {
+fn blast(sessions: &Sessions, uids: &[Uid], rounds: u64, size: usize, route: &str) {
     let payload = "x".repeat(size);
-    let mut dropped = 0u64;
+    let mut gone = 0;
     for round in 0..rounds {
-        let body = serde_json::to_vec(&json!({"i": round, "p": payload})).unwrap_or_default();
-        let mut bytes = Vec::with_capacity(body.len() + route.len() + 8);
-        if gatehouse::protocol::encode_push(route.into(), &body, &mut bytes).is_err() {
-            log::error!("blast: push too large");
-            return;
-        }
-        let frame = Frame::new(bytes);
-        for uid in uids {
-            // A full inbox means the I/O threads are behind: wait and retry, never drop
-            // silently. (With several sessions per uid a partial send is counted instead.)
-            let mut backoff = Duration::from_micros(20);
-            loop {
-                match service.send_message_by_uid(uid.as_str(), &frame) {
-                    Ok(_) | Err(UidSendError::UnknownUid) => break,
-                    Err(UidSendError::InboxFull { enqueued: 0, .. }) => {
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_millis(5));
-                    }
-                    Err(UidSendError::InboxFull { refused, .. }) => {
-                        dropped += refused as u64;
-                        break;
-                    }
-                    Err(_) => break,
-                }
+        let body = json!({"i": round, "p": payload});
+        let mut report = match sessions.push_to_uids(uids, route, &body) {
+            Ok(report) => report,
+            Err(err) => {
+                log::error!("blast: {err}");
+                return;
             }
+        };
+        // A full inbox means the I/O threads are behind: wait, then send the same frame to
+        // exactly the sessions that were skipped (never dropped, never duplicated).
+        let mut backoff = Duration::from_micros(20);
+        while !report.push.is_complete() {
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_millis(5));
+            sessions.retry(&mut report.push);
         }
+        gone += report.push.gone();
     }
-    if dropped > 0 {
-        log::warn!("blast: {dropped} pushes refused (inbox full with several sessions per uid)");
+    if gone > 0 {
+        log::warn!("blast: {gone} pushes not retried: their session closed meanwhile");
     }
 }
 
@@ -150,32 +149,43 @@ fn rss_bytes() -> Option<u64> {
         .map(|pages| pages * 4096)
 }
 
-fn arg(name: &str) -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            return args.next();
-        }
-    }
-    None
+/// The example gate server: a pomelo connector (TCP and WebSocket on one port) with the
+/// entry, echo, blast, stats and kick routes.
+#[derive(Debug, Parser)]
+#[command(name = "gate")]
+struct Cli {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        env = "GATEHOUSE_ADDR",
+        default_value = "127.0.0.1:3010"
+    )]
+    addr: SocketAddr,
+    /// I/O threads, 1..=256 [default: the available cores].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Heartbeat interval in seconds; 0 disables heartbeats and their timeout.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    heartbeat: u64,
+    /// Connections held at once; further ones are refused at accept [default: 100000].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Run this many seconds, then shut down gracefully [default: until killed].
+    #[arg(long, value_name = "N")]
+    seconds: Option<u64>,
 }
 
 fn main() {
+    let cli = Cli::parse();
     simple_logger();
-    let addr: SocketAddr = arg("--addr")
-        .or_else(|| std::env::var("GATEHOUSE_ADDR").ok())
-        .unwrap_or_else(|| "127.0.0.1:3010".into())
-        .parse()
-        .expect("--addr: expected ip:port");
-    let mut builder = Server::builder().addr(addr);
-    if let Some(threads) = arg("--threads") {
-        builder = builder.io_threads(threads.parse().expect("--threads: expected a number"));
+    let mut builder = Server::builder().addr(cli.addr);
+    if let Some(threads) = cli.threads {
+        builder = builder.io_threads(threads);
     }
-    let heartbeat = arg("--heartbeat").map_or(30, |h| h.parse().expect("--heartbeat: seconds"));
-    builder = builder.heartbeat((heartbeat > 0).then(|| Duration::from_secs(heartbeat)));
-    if let Some(max) = arg("--max-connections") {
-        builder =
-            builder.max_connections(max.parse().expect("--max-connections: expected a number"));
+    builder = builder.heartbeat((cli.heartbeat > 0).then(|| Duration::from_secs(cli.heartbeat)));
+    if let Some(max) = cli.max_connections {
+        builder = builder.max_connections(max);
     }
     let server = builder.start(Arc::new(Gate)).unwrap_or_else(|err| {
         eprintln!("gate: cannot start: {err}");
@@ -186,8 +196,9 @@ fn main() {
         server.local_addr(),
         std::process::id()
     );
-    let until = arg("--seconds")
-        .map(|s| Instant::now() + Duration::from_secs(s.parse().expect("--seconds")));
+    let until = cli
+        .seconds
+        .and_then(|s| Instant::now().checked_add(Duration::from_secs(s)));
     loop {
         std::thread::sleep(Duration::from_millis(200));
         if until.is_some_and(|t| Instant::now() >= t) {
@@ -224,5 +235,86 @@ fn simple_logger() {
     };
     if log::set_boxed_logger(Box::new(Stderr)).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    /// One test, because clap reads `GATEHOUSE_ADDR` on every parse and this sets it.
+    #[test]
+    fn command_line() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["gate"], args].concat());
+
+        // `--help` prints help and exits 0; unknown flags are refused with exit status 2.
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!((help.kind(), help.exit_code()), (ErrorKind::DisplayHelp, 0));
+        let text = help.to_string();
+        for flag in [
+            "--addr",
+            "--threads",
+            "--heartbeat",
+            "--max-connections",
+            "--seconds",
+            "GATEHOUSE_ADDR",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
+        }
+        let unknown = parse(&["--bogus"]).unwrap_err();
+        assert_eq!(
+            (unknown.kind(), unknown.exit_code()),
+            (ErrorKind::UnknownArgument, 2)
+        );
+        let stray = parse(&["extra"]).unwrap_err();
+        assert_eq!(stray.exit_code(), 2);
+        let bad = parse(&["--threads", "two"]).unwrap_err();
+        assert_eq!(
+            (bad.kind(), bad.exit_code()),
+            (ErrorKind::ValueValidation, 2)
+        );
+
+        // Defaults.
+        std::env::remove_var("GATEHOUSE_ADDR");
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.addr, "127.0.0.1:3010".parse().unwrap());
+        assert_eq!(
+            (cli.threads, cli.heartbeat, cli.max_connections, cli.seconds),
+            (None, 30, None, None)
+        );
+
+        // How loadgen --spawn-gate, tests/interop/run.sh and bench/*.sh start the gate.
+        let cli = parse(&[
+            "--addr",
+            "127.0.0.1:0",
+            "--threads",
+            "2",
+            "--seconds",
+            "600",
+            "--heartbeat",
+            "1",
+            "--max-connections",
+            "20100",
+        ])
+        .unwrap();
+        assert_eq!(cli.addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            (cli.threads, cli.heartbeat, cli.max_connections, cli.seconds),
+            (Some(2), 1, Some(20100), Some(600))
+        );
+        assert_eq!(parse(&["--heartbeat=0"]).unwrap().heartbeat, 0);
+
+        // GATEHOUSE_ADDR sets the address; --addr wins over it.
+        std::env::set_var("GATEHOUSE_ADDR", "0.0.0.0:4000");
+        assert_eq!(parse(&[]).unwrap().addr, "0.0.0.0:4000".parse().unwrap());
+        assert_eq!(
+            parse(&["--addr", "127.0.0.1:5000"]).unwrap().addr,
+            "127.0.0.1:5000".parse().unwrap()
+        );
+        std::env::set_var("GATEHOUSE_ADDR", "not an address");
+        assert_eq!(parse(&[]).unwrap_err().exit_code(), 2);
+        std::env::remove_var("GATEHOUSE_ADDR");
     }
 }

@@ -11,14 +11,32 @@
 //!   kicks become [`Command`]s that a transport drains. Its hot paths (`get`, `send_message`,
 //!   `send_message_by_uid`, `broadcast`, `for_each_*`) take no global lock and allocate nothing
 //!   once warm.
+//! * **The game's handle**: [`Sessions`], what game code holds. It forwards the game methods
+//!   of the core (bind, kick, settings, sends, walks) and adds pomelo's push API: push by route
+//!   and body to a session, a uid, many uids or every bound session, encoded once per call into
+//!   one frame shared by every recipient (routes compressed with the server's dictionary), with
+//!   reports that name every session a full inbox skipped and an exact [`Sessions::retry`];
+//!   plus `send_batch` (pomelo `Session.sendBatch`).
 //! * **The connector** ([`server`]): pomelo's wire protocol ([`protocol`]) over TCP and
 //!   WebSocket on one port, driven by mio I/O threads, one shard per thread. Embedders with
 //!   their own I/O use the core alone; [`MemoryDriver`] is the in-memory transport for tests.
 //!
+//! # Who holds which handle
+//!
+//! | handle | held by | can |
+//! | --- | --- | --- |
+//! | `Arc<`[`SessionService`]`>` | the transport: the connector's I/O threads, or your own I/O loop | everything: also `create`/`create_in` sessions, `close` them, drain the shard [`Inbox`]es |
+//! | [`Sessions`] | game code: handlers ([`server::Request::service`]), game threads ([`server::Server::service`]) | the game methods and the push API; not `create`, `close` or the inboxes |
+//!
+//! With the connector you only ever see a `Sessions`. An embedder with its own transport keeps
+//! the `Arc<SessionService>` for its I/O loop and hands game code `Sessions::new(service,
+//! dictionary)`.
+//!
 //! # Example
 //!
 //! ```
-//! use gatehouse::{Frame, MemoryDriver, SessionConfig, SessionService};
+//! use gatehouse::{Frame, MemoryDriver, SessionConfig, SessionService, Sessions};
+//! use serde_json::json;
 //! use std::sync::Arc;
 //!
 //! let service = Arc::new(SessionService::new(SessionConfig::default().single_session(true)).unwrap());
@@ -34,10 +52,14 @@
 //! // Or to every logged-in session at once, one frame each.
 //! assert_eq!(service.broadcast(&push), Ok(1));
 //!
+//! // Game code holds a `Sessions`: pushes by route and body, encoded once per call.
+//! let sessions = Sessions::new(service.clone(), None);
+//! assert_eq!(sessions.push_to_uid("10086", "onChat", &json!({"msg": "hi"})), Ok(1));
+//!
 //! // Kick with a reason: the client gets a KICK package, then the connection closes.
 //! service.kick("10086", Some("logged in elsewhere"));
 //! transport.poll();
-//! assert_eq!(transport.received(sid).len(), 2);
+//! assert_eq!(transport.received(sid).len(), 3);
 //! assert_eq!(transport.kick_message(sid), Some("logged in elsewhere"));
 //! assert!(service.get(sid).is_none());
 //! ```
@@ -73,6 +95,7 @@ mod panic;
 mod registry;
 mod service;
 mod session;
+mod sessions;
 mod sync;
 mod transport;
 mod uid;
@@ -105,5 +128,6 @@ pub use inbox::{Command, Drained, Inbox, Wake};
 pub use index::SidList;
 pub use service::SessionService;
 pub use session::{SessionInfo, SessionSnapshot, SessionState, Settings};
+pub use sessions::{BatchError, PushBody, PushError, PushReport, Sessions, UidMiss, UidsReport};
 pub use transport::{apply_commands, Applied, CommandTarget};
 pub use uid::Uid;

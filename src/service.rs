@@ -37,6 +37,16 @@ const BROADCAST_CHUNK: usize = 256;
 /// [`Command`](crate::Command) in the owning shard's [`Inbox`], which the transport drains (the
 /// pomelo connector in this crate, your own I/O loop, or [`MemoryDriver`](crate::MemoryDriver)).
 ///
+/// # Who holds it
+///
+/// This is the **transport's (or embedder's) full view**: besides the game methods it has the
+/// life-cycle and plumbing methods only a transport may call — [`create`](Self::create) /
+/// [`create_in`](Self::create_in) for a new connection, [`close`](Self::close) when one ends,
+/// [`inbox`](Self::inbox) to plug in a waker and drain a shard. **Game code holds a
+/// [`Sessions`](crate::Sessions)** instead (the connector hands one to every handler and
+/// from [`Server::service`](crate::server::Server::service)): the same game methods without
+/// those, plus pushes by route and body.
+///
 /// # Concurrency and cost
 ///
 /// | method | locks | allocates |
@@ -400,7 +410,11 @@ impl SessionService {
         self.with_settings(sid, |current| current.extend(settings))
     }
 
-    fn with_settings(&self, sid: Sid, f: impl FnOnce(&mut Settings)) -> Result<(), UnknownSession> {
+    pub(crate) fn with_settings(
+        &self,
+        sid: Sid,
+        f: impl FnOnce(&mut Settings),
+    ) -> Result<(), UnknownSession> {
         let shard = self.shard_of(sid).ok_or(UnknownSession(sid))?;
         let mut registry = shard.registry.write();
         let entry = registry.get_mut(sid).ok_or(UnknownSession(sid))?;
@@ -647,6 +661,18 @@ impl SessionService {
     /// [`UidSendError::UnknownUid`] if no session is bound to `uid`;
     /// [`UidSendError::InboxFull`] if some sessions' inboxes were full (the others got it).
     pub fn send_message_by_uid(&self, uid: &str, frame: &Frame) -> Result<usize, UidSendError> {
+        self.send_by_uid_reporting(uid, frame, |_| {})
+    }
+
+    /// [`send_message_by_uid`](Self::send_message_by_uid), calling `refused(sid)` (under the
+    /// index read lock: keep it short, no user code) for each session whose inbox was full.
+    #[inline]
+    pub(crate) fn send_by_uid_reporting(
+        &self,
+        uid: &str,
+        frame: &Frame,
+        mut refused: impl FnMut(Sid),
+    ) -> Result<usize, UidSendError> {
         let mut touched = ShardSet::default();
         // Seeded bug for the loom models: copy the sids under the lock, push after it.
         #[cfg(gatehouse_loom_mutant = "send_by_uid_push_unlocked")]
@@ -656,12 +682,14 @@ impl SessionService {
                 .index
                 .copy_sids(uid, &mut copied)
                 .ok_or(UidSendError::UnknownUid)?;
-            self.push_each(&copied[..total.min(8)], frame, &mut touched)
+            self.push_each(&copied[..total.min(8)], frame, &mut touched, &mut refused)
         };
         #[cfg(not(gatehouse_loom_mutant = "send_by_uid_push_unlocked"))]
         let (total, refused) = self
             .index
-            .with_sids(uid, |sids| self.push_each(sids, frame, &mut touched))
+            .with_sids(uid, |sids| {
+                self.push_each(sids, frame, &mut touched, &mut refused)
+            })
             .ok_or(UidSendError::UnknownUid)?;
         // Wake-ups after the unlock (`Wake::wake` runs with no lock held); one per inbox.
         touched.for_each(|shard| self.shards[shard].inbox.notify());
@@ -677,17 +705,56 @@ impl SessionService {
     /// Pushes a clone of `frame` for each of `sids` without waking anyone; records the shards
     /// pushed to in `touched`. Returns `(sids, refused)`.
     #[inline]
-    fn push_each(&self, sids: &[Sid], frame: &Frame, touched: &mut ShardSet) -> (usize, usize) {
+    fn push_each(
+        &self,
+        sids: &[Sid],
+        frame: &Frame,
+        touched: &mut ShardSet,
+        on_refused: &mut impl FnMut(Sid),
+    ) -> (usize, usize) {
         let mut refused = 0;
         for &sid in sids {
             match self.shard_of(sid) {
                 Some(shard) if shard.inbox.push_send_cloned_unnotified(sid, frame) => {
                     touched.insert(sid.shard());
                 }
-                _ => refused += 1,
+                _ => {
+                    refused += 1;
+                    on_refused(sid);
+                }
             }
         }
         (sids.len(), refused)
+    }
+
+    /// Queues a clone of `frame` for `sid` only if it is live and bound — to `uid` if given,
+    /// to any uid otherwise — checked and pushed under the shard's read lock, which `unbind`
+    /// and `bind` need for writing: a retry of a by-uid push cannot reach a session that has
+    /// changed hands since. `Err(UnknownSession)` if it is closed or no longer so bound.
+    pub(crate) fn send_if_bound(
+        &self,
+        sid: Sid,
+        uid: Option<&str>,
+        frame: &Frame,
+    ) -> Result<(), SendErrorKind> {
+        let shard = self.shard_of(sid).ok_or(SendErrorKind::UnknownSession)?;
+        {
+            let registry = shard.registry.read();
+            let bound = registry.get(sid).and_then(|e| e.uid.as_ref());
+            let still = match (bound, uid) {
+                (Some(current), Some(uid)) => current.as_str() == uid,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if !still {
+                return Err(SendErrorKind::UnknownSession);
+            }
+            if !shard.inbox.push_send_cloned_unnotified(sid, frame) {
+                return Err(SendErrorKind::InboxFull);
+            }
+        }
+        shard.inbox.notify(); // after the unlock: `Wake::wake` runs with no lock held
+        Ok(())
     }
 
     /// Queues `frame` for every live session bound to a uid, once per session (pomelo's channel

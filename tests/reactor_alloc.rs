@@ -18,7 +18,7 @@ mod util;
 
 use gatehouse::__private::ws::{encode_client_frame, header_len};
 use gatehouse::protocol::{encode_package, PackageType};
-use gatehouse::{SendErrorKind, SessionService, Sid};
+use gatehouse::{SendErrorKind, Sessions, Sid};
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
@@ -148,7 +148,7 @@ impl Sink {
 /// and bursts pile up in the inbox. Allocation-free itself (frames are cloned, heartbeats
 /// pre-encoded).
 fn run(
-    service: &SessionService,
+    service: &Sessions,
     sinks: &mut [Sink],
     frame: &gatehouse::Frame,
     rounds: u64,

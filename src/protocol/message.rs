@@ -421,6 +421,31 @@ pub fn encode_push(route: Route<'_>, body: &[u8], out: &mut Vec<u8>) -> Result<(
     encode_data(&Message::push(route, body), out)
 }
 
+/// [`encode_push`] for a body the caller writes itself (a JSON value serialised straight into
+/// the package, with no intermediate buffer): `write_body` must append exactly `body_len` bytes
+/// to the vector it is given. Reserves `HEADER_LEN` + the message length exactly once.
+///
+/// # Errors
+///
+/// As [`encode_push`], checked before anything is written: `out` is unchanged on error.
+pub(crate) fn encode_push_with(
+    route: Route<'_>,
+    body_len: usize,
+    out: &mut Vec<u8>,
+    write_body: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), EncodeError> {
+    let head = Message::push(route, &[]);
+    let len = head.encoded_len()?.saturating_add(body_len);
+    if len > MAX_BODY_LEN {
+        return Err(EncodeError::TooLarge(len));
+    }
+    out.reserve_exact(HEADER_LEN + len);
+    out.extend_from_slice(&header(PackageType::Data, len));
+    head.write(out);
+    write_body(out);
+    Ok(())
+}
+
 /// Appends a whole DATA package answering request `id` with `body`.
 ///
 /// # Errors

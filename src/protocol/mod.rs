@@ -79,6 +79,7 @@ pub use handshake::{
     process_handshake, ClientHandshake, HandshakeCode, HandshakeConfig, HandshakeError,
     HandshakeReply,
 };
+pub(crate) use message::encode_push_with;
 pub use message::{
     decode_message, encode_data, encode_message, encode_push, encode_response, EncodeError,
     Message, MessageError, MessageType, Route, MAX_ID_LEN, MAX_ROUTE_LEN,

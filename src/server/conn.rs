@@ -23,6 +23,7 @@ use crate::server::handler::{encode_response_frame, Handler, Request, Response};
 use crate::server::log_limit::LogLimit;
 use crate::server::metrics::ThreadMetrics;
 use crate::service::SessionService;
+use crate::sessions::Sessions;
 use crate::ws::frame::{
     encode_binary_header, encode_close, encode_pong, FrameDecoder, WsError, WsEvent,
 };
@@ -88,6 +89,8 @@ impl ConnConfig {
 pub(crate) struct ConnEnv<'a> {
     pub(crate) handler: &'a dyn Handler,
     pub(crate) service: &'a Arc<SessionService>,
+    /// What handlers get ([`Request::service`]).
+    pub(crate) sessions: &'a Sessions,
     pub(crate) config: &'a ConnConfig,
     pub(crate) metrics: &'a ThreadMetrics,
     /// The I/O thread's rate limits for lines a client can trigger at will.
@@ -560,7 +563,7 @@ impl ConnCore {
             id: msg.id,
             route,
             body: msg.body,
-            service: env.service,
+            service: env.sessions,
         };
         if !request {
             return self.guard(env, now, "notify", || env.handler.notify(req));

@@ -34,6 +34,7 @@ use crate::protocol::{
 };
 use crate::service::SessionService;
 use crate::session::SessionSnapshot;
+use crate::sessions::Sessions;
 use crate::sync::Mutex;
 use crate::ws::frame::{FrameDecoder, WsEvent, MAX_HEADER_LEN};
 use crate::ws::fuzzing::encode_client_frame;
@@ -407,6 +408,8 @@ struct Harness {
     core: Option<ConnCore>,
     model: Model,
     service: Arc<SessionService>,
+    /// The handlers' view of `service` (what `Request::service` returns).
+    sessions: Sessions,
     closes: Arc<Closes>,
     config: Arc<ConnConfig>,
     metrics: ThreadMetrics,
@@ -431,6 +434,7 @@ impl Harness {
         let env = ConnEnv {
             handler: &FuzzHandler,
             service: &self.service,
+            sessions: &self.sessions,
             config: &self.config,
             metrics: &self.metrics,
             logs: &self.logs,
@@ -756,6 +760,7 @@ pub fn fuzz_connection(data: &[u8]) {
     let mut h = Harness {
         core: Some(ConnCore::new(sid, now, &config)),
         model: Model::new(now, config.clone()),
+        sessions: Sessions::new(service.clone(), config.dictionary.clone()),
         service,
         closes,
         config,

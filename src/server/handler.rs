@@ -6,6 +6,7 @@ use crate::frame::Frame;
 use crate::id::Sid;
 use crate::protocol::{encode_response, EncodeError};
 use crate::service::SessionService;
+use crate::sessions::Sessions;
 use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
@@ -78,7 +79,7 @@ pub struct Request<'a> {
     pub(crate) id: u32,
     pub(crate) route: &'a str,
     pub(crate) body: &'a [u8],
-    pub(crate) service: &'a Arc<SessionService>,
+    pub(crate) service: &'a Sessions,
 }
 
 impl<'a> Request<'a> {
@@ -107,15 +108,16 @@ impl<'a> Request<'a> {
         serde_json::from_slice(self.body).unwrap_or_else(|_| Value::Object(Default::default()))
     }
 
-    /// The session service (bind the session, push to users, kick…).
-    pub fn service(&self) -> &'a Arc<SessionService> {
+    /// The game's handle on the session service: bind the session, push to users, kick…
+    /// (see [`Sessions`]). Clone it (two reference counts) to keep it beyond the call.
+    pub fn service(&self) -> &'a Sessions {
         self.service
     }
 
     /// A handle to answer this request later, from any thread. Return [`Response::Deferred`].
     pub fn responder(&self) -> Responder {
         Responder {
-            service: self.service.clone(),
+            service: self.service.raw().clone(),
             sid: self.sid,
             id: self.id,
             done: false,

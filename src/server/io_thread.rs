@@ -388,6 +388,7 @@ impl IoThread {
                     let env = ConnEnv {
                         handler: &*self.shared.handler,
                         service: &self.shared.service,
+                        sessions: &self.shared.sessions,
                         config: &self.shared.conn,
                         metrics: &self.shared.metrics[self.index],
                         logs: &self.conn_logs,

@@ -36,6 +36,7 @@ pub use conn::{ConnConfig, ConnCore};
 
 use crate::handoff::Handoff;
 use crate::service::SessionService;
+use crate::sessions::Sessions;
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 use io_thread::IoThread;
 use metrics::ThreadMetrics;
@@ -87,7 +88,11 @@ impl From<io::Error> for ServerError {
 
 /// State shared by the I/O threads and the [`Server`] handle.
 pub(crate) struct Shared {
+    /// The transport's full view: create, close, inboxes.
     pub(crate) service: Arc<SessionService>,
+    /// The game's view, handed to handlers ([`Request::service`]) and by [`Server::service`];
+    /// pushes compress routes with the server's dictionary.
+    pub(crate) sessions: Sessions,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) conn: ConnConfig,
     pub(crate) max_connections: usize,
@@ -148,6 +153,7 @@ impl Server {
             wakers.push(waker);
         }
         let shared = Arc::new(Shared {
+            sessions: Sessions::new(service.clone(), dictionary.clone()),
             conn: ConnConfig::from_builder(&builder, dictionary),
             service,
             handler,
@@ -195,8 +201,18 @@ impl Server {
         self.local_addr
     }
 
-    /// The session service, shared with every thread of the application.
-    pub fn service(&self) -> &Arc<SessionService> {
+    /// The game's handle on the session service (see [`Sessions`]): clone it into every thread
+    /// of the application that binds, kicks or pushes.
+    pub fn service(&self) -> &Sessions {
+        &self.shared.sessions
+    }
+
+    /// The raw [`SessionService`], with the transport's methods (`create`, `close`, the
+    /// inboxes). **Not for game code**, outside semver: the I/O threads own the sessions'
+    /// life cycle and inboxes, and a game that creates, closes or drains through this breaks
+    /// the connector. For tests and benchmarks that need to observe the transport.
+    #[doc(hidden)]
+    pub fn __service(&self) -> &Arc<SessionService> {
         &self.shared.service
     }
 
