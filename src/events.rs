@@ -9,16 +9,38 @@ use std::sync::Arc;
 
 /// Receives the session events pomelo's `Session` emits: `bind`, `unbind` and `closed`.
 ///
-/// Each event fires **exactly once** per change, synchronously, on the thread that made the
-/// change, after the registry and the uid index have been updated and **with no lock held**:
-/// a listener may call any [`SessionService`](crate::SessionService) method, including kicking
-/// other sessions. It runs on that caller's thread, so keep it short (hand heavy work to your
-/// own queue).
+/// Each event fires **exactly once** per change, after the registry and the uid index have been
+/// updated and **with no lock held**: a listener may call any
+/// [`SessionService`](crate::SessionService) method, including kicking other sessions. Keep it
+/// short and never block in it (hand heavy work to your own queue).
+///
+/// # Order: causal, per session
+///
+/// Events are recorded in the critical section that makes the change and fired in that order,
+/// one at a time per shard (`src/event_queue.rs`). So for every session the listener sees
+/// `bound` → `unbound` → … → `closed`, exactly as the changes committed — never a `closed`
+/// before the `bound` it follows, whatever threads race. A presence map or a cluster directory
+/// that applies events in the order it receives them stays right.
+///
+/// The price of that order: an event usually fires on the thread that made the change, before
+/// the call returns; but if another thread is already firing that shard's events (or your
+/// listener itself changes a session of the same shard), that thread fires it right after its
+/// current one, and the call that made the change may return first. Listeners of one shard
+/// never run concurrently with each other.
 ///
 /// Order on close (pomelo `Session.closed`, spec §2.4): the session leaves the registry and the
-/// uid index → [`closed`](SessionListener::closed) fires with a snapshot and the reason → the
-/// transport is told to send the KICK package (only if the reason carries a text) and to close
-/// the connection once it is flushed.
+/// uid index → the transport is told to close (after a KICK package if the reason carries a
+/// text, and once what is queued is flushed) → [`closed`](SessionListener::closed) fires with a
+/// snapshot and the reason. The close command is queued before the listener runs, so a
+/// panicking listener cannot leave the connection open.
+///
+/// # Panics in a listener
+///
+/// A panic is caught per event and counted
+/// ([`SessionService::listener_panics`](crate::SessionService::listener_panics)); the session the
+/// event was about is closed with [`CloseReason::HandlerPanic`] (a panic in `closed` has
+/// nothing left to close). The thread that fired it carries on. (With `panic = "abort"` there
+/// is nothing to catch: the process ends.)
 ///
 /// # Examples
 ///

@@ -23,25 +23,52 @@
 //! shard lock while holding an index lock, or two locks of the same kind, so there is no cycle.
 //!
 //! * `bind`: shard write (validate; index write: insert, with the single-session check in that
-//!   same critical section; set the uid) → `bound` event.
-//! * `unbind`: shard write (validate; index write: remove; clear the uid) → `unbound` event.
-//! * close: shard write (remove from the slab) → index write (remove) → `closed` event →
-//!   `Close` command to the transport.
+//!   same critical section; set the uid; queue the `bound` event) → fire the shard's events.
+//! * `unbind`: shard write (validate; index write: remove; clear the uid; queue `unbound`) →
+//!   fire the shard's events.
+//! * close: shard write (remove from the slab; index write: remove; queue `closed`) → `Close`
+//!   command to the transport → fire the shard's events. `kick(uid)` closes each sid of its
+//!   snapshot only if, in that critical section, it is still bound to the uid.
 //!
 //! The invariant these orders keep: *a live session's entry says it is bound to `u` exactly
-//! when the index lists it under `u`*, because bind and unbind change both in one critical
-//! section. The one window is a closing session: it has left its shard but is still listed until
-//! the close removes it from the index, before the `closed` event. A by-uid send that finds it
-//! there queues its frame either before the `Close` (delivered, the session was bound to the
-//! uid) or after it (the transport drops it as stale). A bind that fails is never visible.
+//! when the index lists it under `u`*, because bind, unbind and close change both in one
+//! critical section. A bind that fails is never visible.
+//!
+//! # Session events
+//!
+//! Listeners run with no lock held, yet must see each session's events in commit order (a
+//! `closed` that overtakes its `bound` leaves a dead entry in any presence map). Each change
+//! therefore appends its event to a queue inside the shard's registry, in the critical section
+//! that makes the change; after unlocking, the changing thread fires the queue unless another
+//! thread is already doing so for that shard (a flag under the same lock), in which case that
+//! thread fires it. See `src/event_queue.rs`; loom model `events_in_causal_order`. Each call
+//! into a listener is wrapped in `catch_unwind`: a panic closes the session it concerned with
+//! `CloseReason::HandlerPanic` and the dispatcher carries on.
 //!
 //! # Outbound path
 //!
-//! `send_message_by_uid`: hash → read-lock one index shard → copy the sids (≤ 8 inline) →
-//! unlock → per sid, push `Command::Send { sid, frame.clone() }` onto the owning shard's
-//! bounded `ArrayQueue` and flip its wake flag (see [`Inbox`] for the no-lost-wake-up
-//! argument). The I/O thread drains the queue, checks each sid against its own connection
-//! table (stale: drop and count) and writes.
+//! `send_message_by_uid`: hash → read-lock one index shard → per sid, push
+//! `Command::Send { sid, frame.clone() }` onto the owning shard's bounded `ArrayQueue`
+//! **under that read lock** → unlock → flip the wake flag of each inbox pushed to (see
+//! [`Inbox`] for the no-lost-wake-up argument; the set of inboxes is a 256-bit mask on the
+//! stack). Pushing under the lock is what makes a frame unable to reach a session's next user:
+//! an unbind needs the index shard's write lock, so it comes wholly before or after the pushes,
+//! and a rebind's traffic queues behind them (loom model `send_by_uid_racing_rebind`; the old
+//! copy-then-push is its mutant). It also removed the allocating path for uids with more than
+//! eight sessions, and costs fewer instructions than the copy did (callgrind `send_uid_1`
+//! 343.6 → 335.6 Ir, `send_uid_3` 571.4 → 548.5).
+//!
+//! # Transport
+//!
+//! The connector and `MemoryDriver` apply inbox commands through one function,
+//! [`apply_commands`](crate::apply_commands): in inbox order (a `Close` ends its connection
+//! before the next command is looked at), to the connection of exactly the command's sid
+//! ([`ConnTable`](crate::ConnTable): stale sids are dropped and counted), at most 4,096 per
+//! I/O loop turn (`Inbox::drain_bounded`: a flooding producer cannot starve reads, writes and
+//! timers). A response the I/O thread produces while its inbox is full is not written straight
+//! to the socket (it would overtake the pushes its handler queued); it goes to the inbox's
+//! overflow list, which is handed over after everything queued before it. Handler calls are
+//! wrapped in `catch_unwind`: a panic closes that connection (`HandlerPanic`), never the thread.
 //!
 //! # Accept hand-off
 //!
@@ -65,7 +92,8 @@
 //! sessions (a second slab, so positions stay stable while walkers release the lock) was
 //! measured and dropped: the same instructions per session with 1% unbound sessions, and
 //! `bind` + `unbind` 799 → 950. The same kind of stall is why `send_message_by_uid` and
-//! `broadcast` clone the frame inside `Inbox::push_send_cloned`, where the command is built.
+//! `broadcast` clone the frame inside `Inbox::push_send_cloned_unnotified`, where the command is
+//! built.
 //!
 //! `broadcast` walks each shard once and pushes under its read lock, up to 256 slots per hold,
 //! then flips the shard's wake flag once: one `swap` after the last push covers every push

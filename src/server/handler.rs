@@ -15,6 +15,15 @@ use std::sync::Arc;
 /// `Send + Sync`; methods run on the I/O thread that owns the connection, so keep them short
 /// and hand long work to your own threads (answering later through a [`Responder`]).
 ///
+/// A panic in any method (a game's `unwrap()` on a field the client left out) is caught: it
+/// costs that connection only, closed with [`CloseReason::HandlerPanic`](crate::CloseReason)
+/// (logged with the panic's message, at most one line per 5 s per I/O thread, and counted in
+/// [`CloseCounts::handler_panic`](crate::server::CloseCounts)); the I/O thread, its other
+/// connections and accepting go on. A request is never left unanswered by the connector: a route
+/// it cannot resolve (unknown dictionary code, no server type) is answered
+/// `{"code":500,"error":…}`, and a [`Responder`] dropped without an answer answers
+/// `{"code":500,"error":"no response"}`.
+///
 /// # Examples
 ///
 /// ```
