@@ -139,6 +139,16 @@ impl<C> ConnTable<C> {
         Some(conn)
     }
 
+    /// Frees what a past peak left: trailing empty slots and spare capacity. Connections stay
+    /// where they are (their slot is their session's).
+    pub fn shrink_to_fit(&mut self) {
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        self.slots.shrink_to_fit();
+        self.displaced.shrink_to_fit();
+    }
+
     /// Number of connections held.
     pub fn len(&self) -> usize {
         self.len

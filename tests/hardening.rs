@@ -309,3 +309,49 @@ fn handshake_still_works_after_panics() {
     assert_eq!(reply["code"], 200);
     server.shutdown(None);
 }
+
+/// Memory after a peak: 1,100 connections come (the I/O thread's connection table grows past
+/// 1,024 slots), 1,050 leave; the table is compacted (sockets re-registered under new keys) and
+/// the 50 that stayed, spread over the old key range, are all still served.
+#[test]
+fn connection_table_compacts_after_a_peak_and_keeps_serving() {
+    let server = builder()
+        .io_threads(1)
+        .start(Arc::new(Faulty))
+        .expect("server starts");
+    let addr = server.local_addr();
+    // Stayers interleaved with leavers, so they sit all over the table.
+    let mut stayers = Vec::new();
+    let mut leavers = Vec::new();
+    for i in 0..1100 {
+        if i % 22 == 0 {
+            stayers.push(Client::working(addr, Transport::Tcp));
+        } else {
+            leavers.push(std::net::TcpStream::connect(addr).expect("connect"));
+        }
+    }
+    assert_eq!(stayers.len(), 50);
+    wait_until("1,100 sessions", || {
+        server.service().sessions_count() == 1100
+    });
+    drop(leavers);
+    wait_until("the leavers' sessions to close", || {
+        server.service().sessions_count() == 50
+    });
+    wait_until("a compaction", || server.metrics().compactions >= 1);
+    for (i, c) in stayers.iter_mut().enumerate() {
+        echo(c, i as u32 + 1);
+    }
+    let sid = Sid::from_raw(stayers[7].sid());
+    assert!(server
+        .service()
+        .kick_by_session_id(sid, Some("after compaction")));
+    let kick: Value =
+        serde_json::from_slice(&stayers[7].expect_package(PackageType::Kick)).unwrap();
+    assert_eq!(kick, json!({"reason": "after compaction"}));
+    let mut newcomer = Client::working(addr, Transport::Tcp);
+    echo(&mut newcomer, 99);
+    drop(stayers);
+    drop(newcomer);
+    server.shutdown(None);
+}

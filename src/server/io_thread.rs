@@ -619,8 +619,58 @@ impl IoThread {
             }
         }
         self.to_close = expired;
+        self.compact_after_peak();
+    }
+
+    /// After a peak (a login storm that left), gives memory back: once fewer than a quarter of
+    /// the connection table's slots are used, moves the connections down to the lowest keys
+    /// (re-registering each socket under its new token and updating the sid map) and frees the
+    /// rest; the sid map and the per-turn lists shrink too. Between loop turns, so no key is
+    /// held anywhere else (`dirty` is empty after the flush; a pending re-read postpones it).
+    fn compact_after_peak(&mut self) {
+        let (len, capacity) = (self.conns.len(), self.conns.capacity());
+        if capacity <= COMPACT_MIN_CAPACITY
+            || len * 4 > capacity
+            || !self.reread.is_empty()
+            || !self.dirty.is_empty()
+        {
+            return;
+        }
+        let (registry, by_sid) = (self.poll.registry(), &mut self.by_sid);
+        self.conns.compact(|conn, _from, to| {
+            let interest = if conn.writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(to + FIRST_CONN);
+            if registry
+                .reregister(&mut conn.stream, token, interest)
+                .is_err()
+            {
+                return false; // stays where it is
+            }
+            if let Some(key) = by_sid.get_mut(conn.core.sid()) {
+                *key = to;
+            }
+            true
+        });
+        self.by_sid.shrink_to_fit();
+        self.dirty.shrink_to(1024);
+        self.reread.shrink_to(64);
+        self.metrics().compacted(1);
+        log::debug!(
+            "gatehouse: I/O thread {}: {len} connections, table compacted from {capacity} to {} \
+             slots",
+            self.index,
+            self.conns.capacity()
+        );
     }
 }
+
+/// The connection table is compacted only above this many slots (below, the memory is small and
+/// a burst would only grow it again).
+const COMPACT_MIN_CAPACITY: usize = 1024;
 
 /// The I/O thread as [`apply_commands`] sees it.
 struct IoTarget<'a> {
