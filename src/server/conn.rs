@@ -731,3 +731,28 @@ fn ws_error_text(err: WsError) -> &'static str {
         WsError::InvalidUtf8 => "invalid utf-8 in websocket text",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::log_limit::LOG_INTERVAL;
+
+    /// A client sending junk as fast as it can gets one line per kind per interval, the next
+    /// line saying how many were left out; kinds do not share a budget.
+    #[test]
+    fn client_triggered_lines_are_limited_per_kind() {
+        let logs = ConnLogs::default();
+        let t0 = Instant::now();
+        assert_eq!(logs.hit(LogKind::UnknownRouteCode, t0), Some(0));
+        for _ in 0..10_000 {
+            assert_eq!(logs.hit(LogKind::UnknownRouteCode, t0), None);
+        }
+        assert_eq!(logs.hit(LogKind::HandlerPanic, t0), Some(0));
+        assert_eq!(
+            logs.hit(LogKind::UnknownRouteCode, t0 + LOG_INTERVAL),
+            Some(10_000)
+        );
+        assert_eq!(more(0), "");
+        assert_eq!(more(3), " (3 more since the last such line)");
+    }
+}
