@@ -627,6 +627,7 @@ impl SessionService {
     /// queues the response behind everything already queued for the session, never refused
     /// (see `Inbox::push_send_spill`). `false` if the session is closed (nothing is sent, as
     /// pinus does when a handler kicked its own session).
+    #[cfg_attr(gatehouse_loom, allow(dead_code))] // the connector is not built under loom
     pub(crate) fn queue_response(&self, sid: Sid, frame: Frame) -> bool {
         let Some(shard) = self
             .shard_of(sid)
