@@ -10,6 +10,8 @@
 # explicit, and announced loudly at the start and again at the end:
 #   SKIP_INTEROP=1   do not run the node interop test
 #   SKIP_LOOM=1      do not run the loom models and mutants
+# Also read by the tests: GATEHOUSE_TEST_TIME_SCALE=N (whole number >= 1, default 4) scales the
+# server timeouts the loopback tests depend on and every bounded wait (tests/util/mod.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}" RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
