@@ -1016,7 +1016,9 @@ fn stress_single_session() {
 /// The race the by-uid oracle is about, driven on purpose. One thread sends to uid A in a loop
 /// (A also lists seven other sessions, so each call spends a while between reading A's list
 /// and pushing to the session under test, which is last in it); another cycles that session
-/// through bind A, unbind A, a marker `send_message` to it, bind B, unbind B. A frame for A
+/// through bind A, unbind A, a marker `send_message` to it, bind B, unbind B, unbinding A as
+/// soon as a by-uid call has started after the bind (so the unbind tends to land inside a
+/// call, between its read of A's list and its last push). A frame for A
 /// that lands in its inbox after a marker sent after the unbind, from a call that returned
 /// before the next bind A began, was queued while the session was not bound to A.
 ///
@@ -1025,7 +1027,7 @@ fn stress_single_session() {
 /// does.
 #[test]
 fn uid_send_is_never_queued_after_the_unbind() {
-    const CYCLES: u64 = 20_000;
+    const CYCLES: u64 = 200_000;
     const FILLERS: usize = 7;
     const A: usize = 1; // "alice"
     const B: usize = 2; // "bob"
@@ -1037,6 +1039,8 @@ fn uid_send_is_never_queued_after_the_unbind() {
     }
     let sid = service.create(None).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // By-uid calls started so far.
+    let calls = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + BUDGET;
 
     let consumer = {
@@ -1056,11 +1060,12 @@ fn uid_send_is_never_queued_after_the_unbind() {
         })
     };
     let sender = {
-        let (service, stop) = (service.clone(), stop.clone());
+        let (service, stop, calls) = (service.clone(), stop.clone(), calls.clone());
         thread::spawn(move || {
             let mut sends = HashMap::new();
             let mut refused = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                calls.fetch_add(1, Ordering::SeqCst);
                 let start = tick();
                 let result = service.send_message_by_uid(UIDS[A], &encode(Target::Uid(A), start));
                 sends.insert(start, tick());
@@ -1081,6 +1086,15 @@ fn uid_send_is_never_queued_after_the_unbind() {
         bound.binds.push(tick());
         service.bind(sid, UIDS[A]).unwrap();
         bound.n += 1;
+        // Wait (a few microseconds at most: the sender may not be running) for a by-uid call
+        // that starts after the bind: it may list the session.
+        let seen = calls.load(Ordering::SeqCst);
+        for _ in 0..1_000 {
+            if calls.load(Ordering::SeqCst) != seen {
+                break;
+            }
+            std::hint::spin_loop();
+        }
         service.unbind(sid, UIDS[A]).unwrap();
         bound.unbinds.push(tick());
         let marker = encode(Target::Sid(sid.into_raw()), tick());
