@@ -5,10 +5,19 @@
 # crashing input is kept in fuzz/artifacts/<target>/ (reproduce: the target binary + that file,
 # or `cargo fuzz run <target> -s none <file>`).
 #
+# Before fuzzing, each target must prove its coverage instrumentation took effect: a probe run
+# from an EMPTY corpus (FUZZ_PROBE_RUNS inputs, fixed seed) must report libFuzzer `cov:`/`ft:`
+# counts, and its feature count must grow from the first input to the last. An uninstrumented
+# build (RUSTFLAGS lost, a cargo change, a libfuzzer-sys change) prints no counts or stays flat,
+# and would otherwise "fuzz" blind and pass: it fails here instead. The main run's corpus must
+# cover something too (`cov:` > 0 once the corpus is loaded). (A run over the committed corpus
+# often stays flat for its whole duration: the corpus is near saturation; hence the probe.)
+#
 # usage: bin/fuzz.sh [TARGET...]        default: every target in fuzz/Cargo.toml
 # env:   FUZZ_SECS    seconds per target (default 20)
 #        FUZZ_JOBS    targets fuzzed at once (default 1; the machine has 2 cores)
-#        FUZZ_BUILD_ONLY=1  build and replay the committed corpus only (-runs=0)
+#        FUZZ_BUILD_ONLY=1  build, probe, and replay the committed corpus only (-runs=0)
+#        FUZZ_PROBE_RUNS    inputs of the instrumentation probe (default 20000, ~0.1-1 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +25,7 @@ TRIPLE=x86_64-unknown-linux-gnu
 TARGET_DIR=fuzz/target-ci
 SECS=${FUZZ_SECS:-20}
 JOBS=${FUZZ_JOBS:-1}
+PROBE_RUNS=${FUZZ_PROBE_RUNS:-20000}
 
 if [ $# -gt 0 ]; then
     targets=("$@")
@@ -39,10 +49,42 @@ cargo build --release --locked --manifest-path fuzz/Cargo.toml \
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-fuzz.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 
+# "cov ft" of every libFuzzer status line (#N INITED/NEW/REDUCE/pulse/DONE ... cov: C ft: F) in
+# a log, in order.
+coverage_counts() {
+    sed -nE 's/^#[0-9]+[[:space:]]+[A-Za-z]+[[:space:]].*cov: ([0-9]+) ft: ([0-9]+).*/\1 \2/p' "$1"
+}
+
+# The instrumentation probe (see the header): fails unless the counts exist and grow.
+probe() {
+    local t=$1 bin=$2 log="$scratch/$1.probe.log" empty="$scratch/$1.empty"
+    mkdir -p "$empty"
+    "$bin" -runs="$PROBE_RUNS" -seed=1 "$empty" >"$log" 2>&1 || {
+        echo "=== fuzz: $t: the instrumentation probe (empty corpus) failed; libFuzzer's log:"
+        tail -40 "$log"
+        return 1
+    }
+    local counts first last cov0 ft0 cov1 ft1
+    counts=$(coverage_counts "$log")
+    first=$(head -n 1 <<<"$counts")
+    last=$(tail -n 1 <<<"$counts")
+    read -r cov0 ft0 <<<"${first:-0 0}"
+    read -r cov1 ft1 <<<"${last:-0 0}"
+    if [ -z "$counts" ] || [ "$cov1" -le 0 ] || [ "$ft1" -le "$ft0" ]; then
+        echo "=== fuzz: $t: NOT INSTRUMENTED: from an empty corpus, $PROBE_RUNS inputs gave" \
+            "coverage '${first:-none}' -> '${last:-none}' (cov ft); an instrumented build grows."
+        echo "    Check RUSTFLAGS (sancov passes) and --target in bin/fuzz.sh. libFuzzer's log:"
+        grep -E '^INFO: Loaded|^#[0-9]+' "$log" | head -10 | sed 's/^/    /'
+        return 1
+    fi
+    echo "=== fuzz: $t: instrumented: probe coverage cov $cov0 -> $cov1, ft $ft0 -> $ft1"
+}
+
 run_one() {
     local t=$1 bin="$TARGET_DIR/$TRIPLE/release/$1"
     local corpus="$scratch/$t"
     mkdir -p "$corpus" "fuzz/artifacts/$t"
+    probe "$t" "$bin" || return 1
     if [ -d "fuzz/corpus/$t" ]; then cp -R "fuzz/corpus/$t/." "$corpus/"; fi
     local n; n=$(find "$corpus" -type f | wc -l)
     if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then
@@ -61,6 +103,13 @@ run_one() {
     fi
     # libFuzzer's summary: executions, coverage (cov: edges, ft: features), corpus, memory.
     grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^Done [0-9]+ runs' "$scratch/$t.log" | sed "s/^/    $t: /"
+    # The corpus run must have exercised instrumented code too.
+    local first
+    first=$(coverage_counts "$scratch/$t.log" | head -n 1)
+    if [ -z "$first" ] || [ "${first%% *}" -le 0 ]; then
+        echo "=== fuzz: $t: the corpus run reported no coverage ('${first:-no cov: line}')"
+        return 1
+    fi
 }
 
 failed=()

@@ -3,18 +3,55 @@
 # fresh machine. Installs what it needs (guarded), then runs, cheapest first:
 #   doctests → unit + integration tests (nextest) → interop with pinus's own codec (node)
 #   → loom models (+ mutants).
-# .ci/run calls this after fmt and clippy. Env knobs: SKIP_LOOM=1, SKIP_INTEROP=1.
+# .ci/run calls this after fmt and clippy.
+#
+# Every stage either runs or FAILS with a message saying what is missing and how to get it: a
+# lost exec bit or a missing tool never turns a stage into a silent pass. The only opt-outs are
+# explicit, and announced loudly at the start and again at the end:
+#   SKIP_INTEROP=1   do not run the node interop test
+#   SKIP_LOOM=1      do not run the loom models and mutants
+# Also read by the tests: GATEHOUSE_TEST_TIME_SCALE=N (whole number >= 1, default 4) scales the
+# server timeouts the loopback tests depend on and every bounded wait (tests/util/mod.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}" RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
+step() { echo "=== test: $*"; }
+die() {
+    echo "bin/test.sh: FAILED: $*" >&2
+    exit 1
+}
+skipped=()
+opt_out() { # knob what
+    echo "!!! test: SKIPPING $2 because $1=1 was set: this run does NOT test it" >&2
+    skipped+=("$2 ($1=1)")
+}
+for knob in SKIP_INTEROP SKIP_LOOM; do
+    case "${!knob:-0}" in
+    0 | 1) ;;
+    *) die "$knob must be 0 or 1, not '${!knob}'" ;;
+    esac
+done
+[ "${SKIP_INTEROP:-0}" = 1 ] && opt_out SKIP_INTEROP "the node interop test (tests/interop)"
+[ "${SKIP_LOOM:-0}" = 1 ] && opt_out SKIP_LOOM "the loom models and mutants (bin/loom.sh)"
+
+# Installs with apt-get (as root, or through sudo); false if that is impossible or fails.
+apt_install() {
+    local sudo=()
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null || return 1
+        sudo=(sudo)
+    fi
+    command -v apt-get >/dev/null || return 1
+    "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq "$@"
+}
+
 if ! command -v cargo-nextest >/dev/null; then
     echo "installing cargo-nextest"
-    cargo install cargo-nextest --locked
+    cargo install cargo-nextest --locked ||
+        die "cargo-nextest is missing and 'cargo install cargo-nextest --locked' failed; install it"
 fi
-
-step() { echo "=== test: $*"; }
 
 step "doctests"
 cargo test --doc --locked
@@ -25,13 +62,25 @@ cargo nextest run --all-targets --locked --no-fail-fast --no-tests=fail
 if [ "${SKIP_INTEROP:-0}" != 1 ]; then
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         echo "installing node and npm (interop test)"
-        apt-get update -qq && apt-get install -y -qq nodejs npm
+        apt_install nodejs npm || true
+        command -v node >/dev/null && command -v npm >/dev/null ||
+            die "the interop test needs node (>= 18) and npm, and installing them with apt-get" \
+                "failed: install nodejs and npm (or set SKIP_INTEROP=1 to opt out explicitly)"
     fi
+    [ -f tests/interop/run.sh ] || die "tests/interop/run.sh is missing"
     step "interop: pinus-protocol and pomelo-jsclient-websocket against the example gate"
-    tests/interop/run.sh
+    # Through bash: a lost exec bit must not change what runs.
+    bash tests/interop/run.sh
 fi
 
-if [ -x bin/loom.sh ] && [ "${SKIP_LOOM:-0}" != 1 ]; then
+if [ "${SKIP_LOOM:-0}" != 1 ]; then
+    [ -f bin/loom.sh ] || die "bin/loom.sh is missing (set SKIP_LOOM=1 to opt out explicitly)"
     step "loom models"
-    bin/loom.sh
+    bash bin/loom.sh
+fi
+
+if [ ${#skipped[@]} -gt 0 ]; then
+    echo "!!! test: passed, but NOT tested (explicit opt-outs): ${skipped[*]}" >&2
+else
+    echo "=== test: every stage ran and passed"
 fi

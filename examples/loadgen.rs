@@ -68,7 +68,7 @@ use std::time::{Duration, Instant};
 
 // === settings ================================================================================
 
-const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 usage: loadgen [--spawn-gate | --addr IP:PORT [--server-pid PID]] [options]
 
   --spawn-gate            build (cargo build --release --example gate) and start the gate on a
@@ -112,7 +112,7 @@ const ALL_SCENARIOS: [&str; 5] = ["memory", "blast", "fanout", "echo", "saturati
 const KNOWN_SCENARIOS: [&str; 6] = ["memory", "hold", "blast", "fanout", "echo", "saturation"];
 
 #[derive(Clone, Debug)]
-struct Opts {
+pub(crate) struct Opts {
     spawn_gate: bool,
     addr: Option<SocketAddr>,
     server_pid: Option<u32>,
@@ -195,6 +195,11 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
             v.parse()
                 .map_err(|_| format!("{name}: expected a number, got {v:?}"))
+        }
+        // A flag without a value must not take one silently (`--json=no` would mean `--json`).
+        let switch = matches!(flag.as_str(), "-h" | "--help" | "--spawn-gate" | "--json");
+        if let (true, Some(v)) = (switch, &inline) {
+            return Err(format!("{flag} takes no value (got {flag}={v})"));
         }
         match flag.as_str() {
             "-h" | "--help" => return Err(String::new()),
@@ -2965,17 +2970,48 @@ struct LoadShares {
     loadgen: f64,
 }
 
+/// What the command line asks for: a run with these options, or an exit at once, with its
+/// status and what to print first (tests/loadgen_cli.rs checks it).
+#[derive(Debug)]
+pub(crate) enum Cli {
+    Run(Box<Opts>),
+    /// `-h`/`--help`: the help on stdout, status 0; bad arguments: a message and the help on
+    /// stderr, status 2.
+    Exit {
+        code: u8,
+        stdout: String,
+        stderr: String,
+    },
+}
+
+pub(crate) fn cli(args: &[String]) -> Cli {
+    match parse_opts(args) {
+        Ok(o) => Cli::Run(Box::new(o)),
+        Err(e) if e.is_empty() => Cli::Exit {
+            code: 0,
+            stdout: USAGE.to_string(),
+            stderr: String::new(),
+        },
+        Err(e) => Cli::Exit {
+            code: 2,
+            stdout: String::new(),
+            stderr: format!("loadgen: {e}\n\n{USAGE}"),
+        },
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_opts(&args) {
-        Ok(o) => o,
-        Err(e) if e.is_empty() => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("loadgen: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
+    let opts = match cli(&args) {
+        Cli::Run(o) => *o,
+        Cli::Exit {
+            code,
+            stdout,
+            stderr,
+        } => {
+            print!("{stdout}");
+            eprint!("{stderr}");
+            return ExitCode::from(code);
         }
     };
     match ensure_fd_limit(opts.clients as u64 + 100) {

@@ -77,7 +77,7 @@ fn exhaust_and_check() {
     let refused_before = server.metrics().refused;
     let mut late = Client::connect(addr, Transport::Tcp);
     // Without the reserve descriptor this waits in the backlog until the timeout (a failure).
-    match late.recv_within(Duration::from_secs(3)) {
+    match late.recv_within(util::scaled(Duration::from_secs(3))) {
         Event::Eof | Event::Reset => {}
         other => panic!("expected the connection to be closed at accept, got {other:?}"),
     }

@@ -2,9 +2,13 @@
 //! [`Handler`](gatehouse::server::Handler), and blocking clients over std `TcpStream` speaking
 //! pomelo's TCP framing or WebSocket (HTTP upgrade + masked frames). See `tests/util/mod.rs`.
 //!
-//! Every wait is bounded (reads carry deadlines, polls give up after a few seconds). Nothing
-//! here asserts on speed: short timeouts (handshake, heartbeat, linger) are set through the
-//! builder, and the tests only check that the connection *does* close and why.
+//! Every wait is bounded (reads carry deadlines, polls give up after a few seconds) and waits
+//! for an event, never for a fixed time. Nothing here asserts on speed: short timeouts
+//! (handshake, heartbeat) are set through the builder, and the tests only check that the
+//! connection *does* close and why. Where a timeout's firing or not firing is what a test
+//! checks, it and the client pacing measured against it are scaled by
+//! `GATEHOUSE_TEST_TIME_SCALE` (see `util::time_scale`), so a stalled client thread on a loaded
+//! machine is not mistaken for a late client.
 
 mod util;
 
@@ -52,6 +56,27 @@ impl Harness {
 
     fn working(&self, t: Transport) -> Client {
         Client::working(self.addr(), t)
+    }
+
+    /// A working client once the server has a connection slot for it, and how many attempts
+    /// were refused at accept first. A closed connection's slot is released a little after its
+    /// session is gone (same loop turn, with nothing observable marking the moment), so a
+    /// connection made right after may still be refused: retried until `util::wait()` passes.
+    fn working_when_free(&self, t: Transport) -> (Client, u64) {
+        let deadline = Instant::now() + util::wait();
+        let mut refused = 0;
+        loop {
+            if let Some(c) = Client::try_working(self.addr(), t) {
+                return (c, refused);
+            }
+            refused += 1;
+            assert!(
+                Instant::now() < deadline,
+                "{t:?}: no connection slot was freed ({refused} attempts refused): {:?}",
+                self.server.metrics()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Everything the handler has seen so far.
@@ -164,17 +189,19 @@ fn ack_is_answered_by_heartbeat_and_heartbeats_are_echoed() {
 
 #[test]
 fn heartbeat_timeout_closes_the_connection() {
-    let timeout = Duration::from_millis(400);
+    // 200 ms beats and a 400 ms timeout at time scale 1.
+    let interval = util::scaled(Duration::from_millis(200));
+    let timeout = util::scaled(Duration::from_millis(400));
     let mut h = start(
         builder()
-            .heartbeat(Some(Duration::from_millis(200)))
+            .heartbeat(Some(interval))
             .heartbeat_timeout(timeout),
     );
     let mut silent = h.working(Transport::Tcp);
     assert_eq!(
         silent.reply.as_ref().unwrap()["sys"]["heartbeat"],
-        1,
-        "rounded up to whole seconds"
+        interval.as_millis().div_ceil(1000) as u64,
+        "rounded up to whole seconds ({interval:?})"
     );
     let mut ws_silent = h.working(Transport::Ws);
     // DATA does not reset the heartbeat timer (pomelo: only HEARTBEAT packages do).
@@ -190,7 +217,7 @@ fn heartbeat_timeout_closes_the_connection() {
             other => panic!("unexpected {other:?}"),
         }
         assert!(
-            started.elapsed() < util::WAIT,
+            started.elapsed() < util::wait(),
             "requests kept the connection alive"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -203,10 +230,11 @@ fn heartbeat_timeout_closes_the_connection() {
     }
     assert_eq!(h.server.metrics().closes.heartbeat_timeout, 3);
 
-    // A client that keeps heartbeating stays (generous margin: 100 ms beats, 400 ms timeout).
+    // A client that keeps heartbeating stays, for two timeouts. Generous margin: it beats every
+    // eighth of the timeout, so only a stall of 7/8 of the timeout could make it late.
     let mut alive = h.working(Transport::Ws);
-    for _ in 0..8 {
-        std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..16 {
+        std::thread::sleep(timeout / 8);
         alive.send_heartbeat();
         assert_eq!(alive.recv(), Event::Package(HEARTBEAT_TYPE, vec![]));
     }
@@ -502,7 +530,7 @@ fn slow_consumer_is_closed_and_others_are_unaffected() {
         // bytes), so the loop measures the connection's limit, not the inbox's.
         let mut sent: u64 = 0;
         let mut pushes: u64 = 0;
-        let deadline = Instant::now() + util::WAIT;
+        let deadline = Instant::now() + util::wait();
         loop {
             let m = h.server.metrics();
             assert!(
@@ -728,22 +756,24 @@ fn connection_limit_refuses_and_frees_slots() {
     wait_until("both sessions to close", || {
         h.server.metrics().sessions == 0
     });
-    // The slot count is released right after the session (same loop turn); leave that turn
-    // time to finish before connecting again.
-    std::thread::sleep(Duration::from_millis(100));
-    // Two new clients fit again (pinus leaks a slot per refusal), and a third is refused.
-    let mut c = h.working(Transport::Ws);
-    let mut d = h.working(Transport::Tcp);
+    // Two new clients fit again (pinus leaks a slot per refusal), and a third is refused. The
+    // slot count is released right after the session (same loop turn): an attempt made before
+    // that turn ends is refused and retried, and counted.
+    let (mut c, early_c) = h.working_when_free(Transport::Ws);
+    let (mut d, early_d) = h.working_when_free(Transport::Tcp);
     refused(&h);
     c.echo(1);
     d.echo(2);
     let m = h.server.metrics();
-    assert_eq!((m.accepted, m.refused, m.sessions), (4, 2, 2));
+    assert_eq!(
+        (m.accepted, m.refused, m.sessions),
+        (4, 2 + early_c + early_d, 2)
+    );
 }
 
 #[test]
 fn handshake_deadline_closes_idle_tcp_connections() {
-    let mut h = start(builder().handshake_timeout(Duration::from_millis(300)));
+    let mut h = start(builder().handshake_timeout(util::scaled(Duration::from_millis(300))));
     // Sends nothing at all.
     let mut silent = h.connect(Transport::Tcp);
     silent.expect_end(false);
@@ -762,17 +792,30 @@ fn handshake_deadline_closes_idle_tcp_connections() {
         h.closed.reason_of(no_ack.sid()),
         CloseReason::HandshakeTimeout
     );
-    // A client that completes in time is not touched by it.
+    // A client that completes in time is not touched by it. Two silent clients connected after
+    // it (one per I/O thread if accepts alternate) time out first: once both deadlines fired,
+    // `ok`'s, which ran from an earlier accept, is over too.
     let mut ok = h.working(Transport::Tcp);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut later: Vec<Client> = (0..2).map(|_| h.connect(Transport::Tcp)).collect();
+    for c in &mut later {
+        c.expect_end(false);
+    }
+    let events = h.closed.wait_count(4).to_vec();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.reason == CloseReason::HandshakeTimeout && e.sid != ok.sid()),
+        "{events:?}"
+    );
     ok.echo(1);
-    assert_eq!(h.server.metrics().closes.handshake_timeout, 2);
+    assert!(h.server.service().contains(Sid::from_raw(ok.sid())));
+    assert_eq!(h.server.metrics().closes.handshake_timeout, 4);
 }
 
 #[test]
 fn handshake_deadline_closes_idle_websocket_connections() {
     // pomelo has no deadline at all on WebSocket.
-    let mut h = start(builder().handshake_timeout(Duration::from_millis(300)));
+    let mut h = start(builder().handshake_timeout(util::scaled(Duration::from_millis(300))));
     // Upgrades, then never handshakes: a close frame, then the end.
     let mut upgraded = h.connect(Transport::Ws);
     assert_eq!(upgraded.expect_end(false), Some(1000));
@@ -1074,8 +1117,8 @@ fn half_closed_client_with_output_pending_frees_its_slot() {
     c.expect_end(false);
     assert_eq!(h.closed.reason_of(c.sid()), CloseReason::PeerClosed);
     drop(c);
-    std::thread::sleep(Duration::from_millis(200));
-    let mut d = h.working(Transport::Tcp);
+    // The slot is released right after the session: `working_when_free` retries until it is.
+    let (mut d, _refused_first) = h.working_when_free(Transport::Tcp);
     d.echo(1);
 }
 
@@ -1109,7 +1152,7 @@ fn control_replies_to_a_client_that_never_reads_are_bounded() {
         writer
             .set_write_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let deadline = Instant::now() + util::WAIT;
+        let deadline = Instant::now() + util::wait();
         while h.server.service().contains(Sid::from_raw(sid)) {
             assert!(
                 Instant::now() < deadline && sent < (256 << 20),

@@ -23,8 +23,41 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The default bound on any single wait.
+/// The bound on any single wait at time scale 1; [`wait`] is the scaled one every wait uses.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// The time scale of these tests: `GATEHOUSE_TEST_TIME_SCALE` (a whole number >= 1), default
+/// [`DEFAULT_TIME_SCALE`]. Every duration that a test *depends on* (the upper bound of a wait,
+/// and a server timeout whose firing or non-firing is what a test checks, together with the
+/// client pacing measured against it) is multiplied by it, so that a loaded machine, where a
+/// thread can stall for hundreds of milliseconds, does not turn a client that is on time into a
+/// late one. An invalid value fails the test rather than running it at some other scale.
+pub fn time_scale() -> u32 {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| match std::env::var("GATEHOUSE_TEST_TIME_SCALE") {
+        Err(std::env::VarError::NotPresent) => DEFAULT_TIME_SCALE,
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("GATEHOUSE_TEST_TIME_SCALE must be a whole number >= 1, not {v:?}"),
+        },
+        Err(e) => panic!("GATEHOUSE_TEST_TIME_SCALE: {e}"),
+    })
+}
+
+/// Chosen for a 2-core machine shared with other builds: the tightest margin it affects (a
+/// heartbeating client against the heartbeat timeout) then tolerates a 1.4 s stall.
+pub const DEFAULT_TIME_SCALE: u32 = 4;
+
+/// `d` times [`time_scale`].
+pub fn scaled(d: Duration) -> Duration {
+    d * time_scale()
+}
+
+/// The upper bound of any single wait for an event: [`WAIT`] scaled. Only a failing test waits
+/// this long.
+pub fn wait() -> Duration {
+    scaled(WAIT)
+}
 
 /// A builder on 127.0.0.1:0 with two I/O threads (so the accept hand-off is exercised), a 3 s
 /// heartbeat and otherwise the defaults.
@@ -35,9 +68,9 @@ pub fn builder() -> ServerBuilder {
         .heartbeat(Some(Duration::from_secs(3)))
 }
 
-/// Polls `cond` every 5 ms until it holds or `WAIT` passes; panics with `what` on timeout.
+/// Polls `cond` every 5 ms until it holds or [`wait`] passes; panics with `what` on timeout.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + wait();
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
@@ -96,9 +129,9 @@ impl ClosedEvents {
         }
     }
 
-    /// The reason `sid` closed with, waiting up to `WAIT` for it. Panics if it closed twice.
+    /// The reason `sid` closed with, waiting up to [`wait`] for it. Panics if it closed twice.
     pub fn reason_of(&mut self, sid: u64) -> CloseReason {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + wait();
         loop {
             let mut hits = self.seen.iter().filter(|e| e.sid == sid);
             if let Some(first) = hits.next() {
@@ -116,7 +149,7 @@ impl ClosedEvents {
 
     /// Waits until at least `n` events were seen in total.
     pub fn wait_count(&mut self, n: usize) -> &[Closed] {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + wait();
         while self.seen.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
@@ -339,9 +372,18 @@ pub struct Client {
 impl Client {
     /// Connects without sending anything.
     pub fn connect(addr: SocketAddr, transport: Transport) -> Client {
+        let mut client = Client::connect_raw(addr, transport);
+        if transport == Transport::Ws {
+            client.upgrade();
+        }
+        client
+    }
+
+    /// A TCP connection, nothing sent yet (not even the WebSocket upgrade).
+    fn connect_raw(addr: SocketAddr, transport: Transport) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).unwrap();
-        let mut client = Client {
+        Client {
             stream,
             transport,
             buf: Vec::new(),
@@ -352,23 +394,53 @@ impl Client {
             sid: None,
             reply: None,
             mask: 1,
-        };
-        if transport == Transport::Ws {
-            client.upgrade();
         }
-        client
+    }
+
+    /// A working client like [`working`](Self::working) (upgrade, handshake, ACK, first
+    /// HEARTBEAT), or `None` if the server ends the connection before its upgrade response or
+    /// handshake reply: a connection refused at accept (`max_connections`).
+    pub fn try_working(addr: SocketAddr, transport: Transport) -> Option<Client> {
+        let mut c = Client::connect_raw(addr, transport);
+        if transport == Transport::Ws && !c.try_upgrade() {
+            return None;
+        }
+        c.send_handshake(HELLO);
+        match c.recv() {
+            Event::Package(HANDSHAKE, body) => {
+                let reply: Value = serde_json::from_slice(&body).expect("handshake reply is JSON");
+                assert_eq!(reply["code"], 200, "handshake refused: {reply}");
+                c.sid = reply["user"]["sid"].as_u64();
+                c.reply = Some(reply);
+                c.send_ack();
+                c.expect_package(PackageType::Heartbeat);
+                Some(c)
+            }
+            Event::Eof | Event::Reset => None,
+            other => panic!("expected a handshake reply or the end, got {other:?}"),
+        }
     }
 
     /// The WebSocket opening handshake: request, then a 101 with the right accept key. Bytes
     /// after the response head stay buffered as frames.
     fn upgrade(&mut self) {
+        assert!(
+            self.try_upgrade(),
+            "connection ended before an HTTP response head"
+        );
+    }
+
+    /// [`upgrade`](Self::upgrade); false if the connection ends before the response head.
+    fn try_upgrade(&mut self) -> bool {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let request = format!(
             "GET /pomelo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         self.send_raw(request.as_bytes());
-        let head = self.read_http_head();
+        let Some(head) = self.try_read_http_head() else {
+            return false;
+        };
         let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
         assert!(text.starts_with("http/1.1 101"), "upgrade refused: {text}");
         let accept = accept_key(key.as_bytes());
@@ -377,20 +449,26 @@ impl Client {
             text.contains(&format!("sec-websocket-accept: {accept}")),
             "bad accept key in {text}"
         );
+        true
     }
 
     /// Reads an HTTP response head (up to the blank line); the rest stays in `buf`.
     pub fn read_http_head(&mut self) -> Vec<u8> {
-        let deadline = Instant::now() + WAIT;
+        self.try_read_http_head()
+            .expect("connection ended before an HTTP response head")
+    }
+
+    /// [`read_http_head`](Self::read_http_head); `None` if the connection ends first.
+    fn try_read_http_head(&mut self) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait();
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head: Vec<u8> = self.buf.drain(..end + 4).collect();
-                return head;
+                return Some(head);
             }
-            assert!(
-                self.fill(deadline),
-                "connection ended before an HTTP response head"
-            );
+            if !self.fill(deadline) {
+                return None;
+            }
         }
     }
 
@@ -590,9 +668,9 @@ impl Client {
         }
     }
 
-    /// The next event (up to `WAIT`).
+    /// The next event (up to [`wait`]).
     pub fn recv(&mut self) -> Event {
-        self.recv_within(WAIT)
+        self.recv_within(wait())
     }
 
     /// The next event must be a package of `kind`: its body.
@@ -661,7 +739,7 @@ impl Client {
     /// Reads raw bytes (unparsed) until the stream ends by EOF or reset: how many. For a
     /// connection the server abandoned mid-frame.
     pub fn drain_raw_to_end(&mut self) -> u64 {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + wait();
         let mut total = self.buf.len() as u64;
         self.buf.clear();
         let mut chunk = vec![0u8; 256 * 1024];
