@@ -524,7 +524,7 @@ impl Sessions {
             queued += 1;
         }
         // One wake-up for the batch; on a full inbox too, so its consumer starts draining.
-        if queued > 0 || queued < frames.len() {
+        if !frames.is_empty() {
             inbox.notify();
         }
         if queued == frames.len() {
