@@ -63,7 +63,7 @@ pub mod loom {
 }
 
 /// Probes into a service's session registry and uid index, for `tests/` (the registry's
-/// generations and trimming, the uid index's shrinking).
+/// generations and trimming, the uid index's shrinking, the lock discipline of `Wake`).
 #[cfg(not(gatehouse_loom))]
 pub mod registry {
     use crate::SessionService;
@@ -84,6 +84,16 @@ pub mod registry {
     ) {
         let shard = service.shard_at(shard).expect("no such shard");
         shard.registry.write().set_generation(slot, generation);
+    }
+
+    /// Whether shard `shard`'s registry lock is held right now, shared or exclusive, by any
+    /// thread (for asserting that a callback runs with no lock held).
+    pub fn registry_lock_held(service: &SessionService, shard: usize) -> bool {
+        service
+            .shard_at(shard)
+            .expect("no such shard")
+            .registry
+            .is_locked()
     }
 
     /// The bookkeeping of one shard's registry.

@@ -86,7 +86,10 @@
 //! per hold, then flips the shard's wake flag once: one `swap` after the last push covers every
 //! push before it (the no-lost-wake-up argument needs a swap after each push in program order,
 //! not one per push). Pushing under the lock orders a session's frame before its `Close`, which
-//! `close` can only queue after taking the write lock. Model:
+//! `close` can only queue after taking the write lock. A refused push (full inbox) also wakes
+//! the consumer early, but only once that hold's lock is released: `Wake::wake` never runs
+//! under a shard lock. `broadcast_reporting` hands the refused sids (collected on the stack, 32
+//! per hold at most) to its callback after each hold, for a retry without duplicates. Model:
 //! `loom-tests/tests/broadcast.rs`.
 //!
 //! [`Inbox`]: crate::Inbox

@@ -28,6 +28,9 @@ const VISIT_CHUNK: usize = 32;
 /// writer (`bind`, `close`) waits at most a few microseconds behind it. (Vacant slots between
 /// them cost one bitmap word per 64 and are not counted.)
 const BROADCAST_CHUNK: usize = 256;
+/// Refused sids a broadcast collects per lock hold before it releases the lock to report them
+/// (see `broadcast_reporting`).
+const REFUSED_CHUNK: usize = 32;
 
 /// The frontend session registry: one session per client connection, bound to user ids,
 /// kicked, pushed to by sid or by uid. pomelo's `SessionService`, sharded and lock-light.
@@ -44,7 +47,7 @@ const BROADCAST_CHUNK: usize = 256;
 /// | [`get`](Self::get), [`send_message`](Self::send_message) | one shard read lock | no |
 /// | [`send_message_by_uid`](Self::send_message_by_uid) | one index shard read lock | no |
 /// | [`for_each_session`](Self::for_each_session), [`for_each_bound_session`](Self::for_each_bound_session) | each shard's read lock, briefly, once per 32 sessions | no |
-/// | [`broadcast`](Self::broadcast) | each shard's read lock once per 256 sessions; lock-free pushes under it | no |
+/// | [`broadcast`](Self::broadcast), [`broadcast_reporting`](Self::broadcast_reporting) | each shard's read lock once per 256 sessions; lock-free pushes under it | no |
 /// | [`bind`](Self::bind), [`unbind`](Self::unbind) | one shard write lock, with one index shard write lock nested inside it | first bind of a uid only |
 /// | [`create`](Self::create), close/kick | one shard write lock (+ one index shard lock) | yes (cold) |
 ///
@@ -578,9 +581,11 @@ impl SessionService {
     /// the shard's lock-free inbox (one reference-count increment per session, no per-session
     /// lookup, no second lock). The walk reads the shard's occupancy bitmap and skips 64
     /// vacant slots per word, so after a peak it costs about the live sessions, not the old
-    /// peak. The shard's I/O thread is woken once, after its last push (or at the first
-    /// refused push, so that it starts draining a full inbox); from the I/O thread itself,
-    /// inside a loop turn opened with [`Inbox::hold_wake`], not at all. This is what makes it cheaper than `for_each_bound_session`
+    /// peak. The shard's I/O thread is woken once, after its last push (and also right after
+    /// the lock hold in which a push was first refused, so that it starts draining a full
+    /// inbox); from the I/O thread itself, inside a loop turn opened with
+    /// [`Inbox::hold_wake`], not at all. [`Wake::wake`](crate::Wake::wake) is never called
+    /// with the shard lock held. This is what makes it cheaper than `for_each_bound_session`
     /// plus `send_message`, which pays a second shard lock, a registry lookup and a wake-flag
     /// swap per session.
     ///
@@ -589,7 +594,8 @@ impl SessionService {
     /// *before* its [`Command::Close`](crate::Command::Close) if at all, because the push
     /// happens under the shard lock that `close` needs to remove it. Size the inboxes for the
     /// largest broadcast (`inbox_capacity` ≥ bound sessions per shard + other traffic): a full
-    /// inbox refuses pushes until its consumer drains it.
+    /// inbox refuses pushes until its consumer drains it. To retry exactly the refused
+    /// sessions, use [`broadcast_reporting`](Self::broadcast_reporting).
     ///
     /// # Errors
     ///
@@ -620,7 +626,50 @@ impl SessionService {
     /// assert_eq!(sent_to, [a, b]);
     /// ```
     pub fn broadcast(&self, frame: &Frame) -> Result<usize, BroadcastError> {
-        let (mut enqueued, mut refused) = (0, 0);
+        self.broadcast_reporting(frame, |_| {})
+    }
+
+    /// [`broadcast`](Self::broadcast), calling `refused(sid)` for every session whose push was
+    /// refused (its shard's inbox was full), so the caller can retry exactly those sessions
+    /// with [`send_message`](Self::send_message) — without sending a second copy to the ones
+    /// that got it. The count of `refused` calls equals the error's `refused`.
+    ///
+    /// `refused` runs with **no lock held** (the sids of one lock hold are collected on the
+    /// stack, up to 32, and reported after it), so it may call any method of the service. Like
+    /// `broadcast`, allocation-free.
+    ///
+    /// # Errors
+    ///
+    /// As [`broadcast`](Self::broadcast).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gatehouse::{BroadcastError, Frame, SessionConfig, SessionService};
+    ///
+    /// let service = SessionService::new(SessionConfig::default().shards(1).inbox_capacity(2)).unwrap();
+    /// for i in 0..3 {
+    ///     let sid = service.create(None).unwrap();
+    ///     service.bind(sid, &format!("player-{i}")).unwrap();
+    /// }
+    /// let frame = Frame::from_static(b"\x04\x00\x00\x01\x06");
+    /// let mut retry = Vec::new();
+    /// let result = service.broadcast_reporting(&frame, |sid| retry.push(sid));
+    /// assert_eq!(result, Err(BroadcastError::InboxFull { enqueued: 2, refused: 1 }));
+    /// assert_eq!(retry.len(), 1);
+    ///
+    /// // Once the transport has drained the inbox, only the refused session is sent again.
+    /// service.inbox(0).unwrap().drain(drop);
+    /// for sid in retry {
+    ///     service.send_message(sid, frame.clone()).unwrap();
+    /// }
+    /// ```
+    pub fn broadcast_reporting(
+        &self,
+        frame: &Frame,
+        mut refused: impl FnMut(Sid),
+    ) -> Result<usize, BroadcastError> {
+        let (mut enqueued, mut refused_count) = (0, 0);
         // Seeded bug for the loom models: the `for_each_bound_session` + push idiom, which
         // pushes after the shard lock is released, so a close landing in between is overtaken.
         #[cfg(gatehouse_loom_mutant = "broadcast_push_unlocked")]
@@ -630,27 +679,42 @@ impl SessionService {
                 .map(|s| s.inbox.push_send(sid, frame.clone()))
             {
                 Some(Ok(())) => enqueued += 1,
-                _ => refused += 1,
+                _ => {
+                    refused_count += 1;
+                    refused(sid);
+                }
             }
         });
         #[cfg(not(gatehouse_loom_mutant = "broadcast_push_unlocked"))]
         for shard in self.shards.iter() {
-            let (queued, full) = Self::broadcast_shard(shard, frame);
+            let (queued, full) = Self::broadcast_shard(shard, frame, &mut refused);
             enqueued += queued;
-            refused += full;
+            refused_count += full;
         }
-        match refused {
+        match refused_count {
             0 => Ok(enqueued),
-            _ => Err(BroadcastError::InboxFull { enqueued, refused }),
+            _ => Err(BroadcastError::InboxFull {
+                enqueued,
+                refused: refused_count,
+            }),
         }
     }
 
-    /// One shard of [`broadcast`](Self::broadcast): `(queued, refused)`.
-    fn broadcast_shard(shard: &Shard, frame: &Frame) -> (usize, usize) {
+    /// One shard of [`broadcast_reporting`](Self::broadcast_reporting): `(queued, refused)`.
+    #[cfg_attr(gatehouse_loom_mutant = "broadcast_push_unlocked", allow(dead_code))]
+    fn broadcast_shard(
+        shard: &Shard,
+        frame: &Frame,
+        report: &mut impl FnMut(Sid),
+    ) -> (usize, usize) {
         let (mut queued, mut refused) = (0, 0);
+        // The sids refused during one lock hold, reported after it; a hold ends early when
+        // this fills (only ever on a full inbox).
+        let mut refused_now = [Sid::from_raw(0); REFUSED_CHUNK];
         let mut slot = 0;
         loop {
             let mut walked = 0;
+            let mut n_refused = 0;
             let mut more = false;
             {
                 let registry = shard.registry.read();
@@ -660,19 +724,25 @@ impl SessionService {
                         if shard.inbox.push_send_cloned_unnotified(e.sid, frame) {
                             queued += 1;
                         } else {
-                            if refused == 0 {
-                                // Full: wake the consumer now, so it drains while we go on.
-                                shard.inbox.notify();
-                            }
-                            refused += 1;
+                            refused_now[n_refused] = e.sid;
+                            n_refused += 1;
                         }
                     }
                     walked += 1;
-                    if walked == BROADCAST_CHUNK {
+                    if walked == BROADCAST_CHUNK || n_refused == REFUSED_CHUNK {
                         more = true;
                         break;
                     }
                 }
+            }
+            if n_refused > 0 {
+                if refused == 0 {
+                    // Full: wake the consumer now (the lock is released: `Wake::wake` may run
+                    // here), so it drains while we go on.
+                    shard.inbox.notify();
+                }
+                refused += n_refused;
+                refused_now[..n_refused].iter().for_each(|sid| report(*sid));
             }
             if !more {
                 break;

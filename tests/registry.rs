@@ -1,15 +1,18 @@
 //! The session registry's id space and memory: sids exact in JavaScript and never reused (per
 //! slot generations, retired slots), walks and storage that follow the live sessions after a
-//! peak, and the uid index shrinking.
+//! peak, the uid index shrinking, and the broadcast's lock discipline toward `Wake` and its
+//! `refused` reports.
 
 use gatehouse::__private::registry::{
-    registry_stats, set_slot_generation, uid_index_capacity, MAX_GENERATION,
+    registry_lock_held, registry_stats, set_slot_generation, uid_index_capacity, MAX_GENERATION,
 };
 use gatehouse::{
-    Command, Frame, SessionConfig, SessionService, SessionSnapshot, SessionState, Settings, Sid,
-    MAX_SESSIONS_PER_SHARD, MAX_SHARDS,
+    BroadcastError, Command, Frame, SessionConfig, SessionService, SessionSnapshot, SessionState,
+    Settings, Sid, Wake, MAX_SESSIONS_PER_SHARD, MAX_SHARDS,
 };
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 /// `Number.MAX_SAFE_INTEGER`.
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -317,4 +320,148 @@ fn the_uid_index_gives_its_tables_back_after_a_peak() {
     }
     assert_eq!(service.bound_uids_count(), 0);
     assert!(uid_index_capacity(&service) <= 4 * 64);
+}
+
+// === broadcast: Wake without the lock, refused sids reported ====================================
+
+/// A `Wake` that records whether shard 0's registry lock was held while it ran.
+struct LockProbe {
+    service: OnceLock<Weak<SessionService>>,
+    wakes: AtomicUsize,
+    under_lock: AtomicUsize,
+}
+
+impl Wake for LockProbe {
+    fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        let service = self.service.get().and_then(Weak::upgrade).expect("service");
+        if registry_lock_held(&service, 0) {
+            self.under_lock.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn probed(inbox: usize, bound: usize) -> (Arc<SessionService>, Arc<LockProbe>, Vec<Sid>) {
+    let service = Arc::new(
+        SessionService::new(SessionConfig::default().shards(1).inbox_capacity(inbox)).unwrap(),
+    );
+    let probe = Arc::new(LockProbe {
+        service: OnceLock::new(),
+        wakes: AtomicUsize::new(0),
+        under_lock: AtomicUsize::new(0),
+    });
+    probe.service.set(Arc::downgrade(&service)).unwrap();
+    assert!(service.inbox(0).unwrap().set_waker(probe.clone()));
+    let sids = (0..bound)
+        .map(|i| {
+            let sid = service.create(None).unwrap();
+            service.bind(sid, &format!("u{i}")).unwrap();
+            sid
+        })
+        .collect();
+    (service, probe, sids)
+}
+
+/// `Wake`'s contract: called "with no lock held". The old `broadcast` woke the consumer at the
+/// first refused push from inside the shard's read lock (this test failed there: the wake ran
+/// under the lock).
+#[test]
+fn broadcast_into_a_full_inbox_wakes_without_the_registry_lock() {
+    let (service, probe, _) = probed(4, 40);
+    assert!(!registry_lock_held(&service, 0));
+    assert_eq!(
+        service.broadcast(&frame()),
+        Err(BroadcastError::InboxFull {
+            enqueued: 4,
+            refused: 36
+        })
+    );
+    assert_eq!(
+        probe.wakes.load(Ordering::SeqCst),
+        1,
+        "one wake until a drain re-arms"
+    );
+    assert_eq!(
+        probe.under_lock.load(Ordering::SeqCst),
+        0,
+        "woken under the shard lock"
+    );
+    // And the plain case: the one wake after the last push.
+    service.inbox(0).unwrap().drain(drop);
+    let (service, probe, _) = probed(64, 40);
+    assert_eq!(service.broadcast(&frame()), Ok(40));
+    assert_eq!(probe.wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(probe.under_lock.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn broadcast_reporting_names_exactly_the_refused_sessions() {
+    // 100 bound (more than one 32-sid report batch refused) and 7 unbound, inbox of 30.
+    let (service, _probe, bound) = probed(30, 100);
+    for _ in 0..7 {
+        service.create(None).unwrap();
+    }
+    let mut refused = Vec::new();
+    let mut held = false;
+    let result = service.broadcast_reporting(&frame(), |sid| {
+        // No lock held: the callback may re-enter the service.
+        held |= registry_lock_held(&service, 0);
+        assert!(service.get(sid).is_some());
+        refused.push(sid);
+    });
+    assert_eq!(
+        result,
+        Err(BroadcastError::InboxFull {
+            enqueued: 30,
+            refused: 70
+        })
+    );
+    assert!(!held, "refused() ran under the shard lock");
+    let mut enqueued = Vec::new();
+    service.inbox(0).unwrap().drain(|cmd| {
+        if let Command::Send { sid, .. } = cmd {
+            enqueued.push(sid);
+        }
+    });
+    assert_eq!((enqueued.len(), refused.len()), (30, 70));
+    let mut union: Vec<Sid> = enqueued.iter().chain(&refused).copied().collect();
+    union.sort();
+    union.dedup();
+    assert_eq!(
+        union.len(),
+        100,
+        "no session both enqueued and refused, none twice"
+    );
+    let mut want = bound.clone();
+    want.sort();
+    assert_eq!(union, want);
+
+    // The retry (an inbox-full at a time) reaches exactly the refused ones: every bound
+    // session got one frame in all.
+    let mut retried = Vec::new();
+    for batch in refused.chunks(30) {
+        for sid in batch {
+            service.send_message(*sid, frame()).unwrap();
+        }
+        service
+            .inbox(0)
+            .unwrap()
+            .drain(|cmd| retried.push(cmd.sid()));
+    }
+    assert_eq!(retried, refused);
+}
+
+#[test]
+fn broadcast_reporting_reports_nothing_when_every_push_fits() {
+    let service = SessionService::new(SessionConfig::default().shards(3)).unwrap();
+    for i in 0..50 {
+        let sid = service.create(None).unwrap();
+        service.bind(sid, &format!("u{i}")).unwrap();
+    }
+    let mut refused = 0;
+    assert_eq!(
+        service.broadcast_reporting(&frame(), |_| refused += 1),
+        Ok(50)
+    );
+    assert_eq!(refused, 0);
 }
