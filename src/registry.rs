@@ -212,21 +212,19 @@ impl Registry {
         self.entries.get(slot).and_then(Option::as_ref)
     }
 
-    /// The live sessions in slots `from..`, in slot order, each with its slot: the walks'
-    /// iterator (one bitmap word per 64 slots, set bits only).
+    /// The occupancy bitmap up to the high-water mark: bit `s % 64` of word `s / 64` is set
+    /// when slot `s` holds a session. The walks read it word by word and visit the set bits.
     #[inline]
-    pub(crate) fn live_from(&self, from: usize) -> Live<'_> {
-        let live = &self.live[..self.high.div_ceil(WORD_BITS)];
-        let word = from / WORD_BITS;
-        let bits = live
-            .get(word)
-            .map_or(0, |bits| bits & (u64::MAX << (from % WORD_BITS)));
-        Live {
-            entries: &self.entries,
-            live,
-            word,
-            bits,
-        }
+    pub(crate) fn live_words(&self) -> &[u64] {
+        &self.live[..self.high.div_ceil(WORD_BITS)]
+    }
+
+    /// The session in `slot`, if any (always `Some` for a set bit of [`live_words`]).
+    ///
+    /// [`live_words`]: Self::live_words
+    #[inline]
+    pub(crate) fn entry(&self, slot: usize) -> Option<&SessionEntry> {
+        self.at(slot)
     }
 
     /// For tests (`__private`): sets the generation `slot`'s last session had, as if it had
@@ -265,36 +263,6 @@ impl Registry {
     }
 }
 
-/// [`Registry::live_from`]'s iterator: `(slot, entry)` of each live slot, ascending.
-pub(crate) struct Live<'a> {
-    entries: &'a [Option<SessionEntry>],
-    /// The bitmap words up to the high-water mark.
-    live: &'a [u64],
-    word: usize,
-    /// The bits of `live[word]` not yet visited.
-    bits: u64,
-}
-
-impl<'a> Iterator for Live<'a> {
-    type Item = (usize, &'a SessionEntry);
-
-    #[inline]
-    fn next(&mut self) -> Option<(usize, &'a SessionEntry)> {
-        loop {
-            while self.bits == 0 {
-                self.word += 1;
-                self.bits = *self.live.get(self.word)?;
-            }
-            let slot = self.word * WORD_BITS + self.bits.trailing_zeros() as usize;
-            self.bits &= self.bits - 1;
-            // Always `Some`: a set bit means a live entry.
-            if let Some(Some(entry)) = self.entries.get(slot) {
-                return Some((slot, entry));
-            }
-        }
-    }
-}
-
 /// One session shard: owned by one I/O thread, reached by others through short locks.
 pub(crate) struct Shard {
     pub(crate) registry: RwLock<Registry>,
@@ -317,8 +285,23 @@ mod tests {
         }
     }
 
+    /// The live slots from `from` on, read off the bitmap as the walks do.
+    fn slots_from(registry: &Registry, from: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (word, live) in registry.live_words().iter().enumerate() {
+            for bit in 0..WORD_BITS {
+                let slot = word * WORD_BITS + bit;
+                if live & (1 << bit) != 0 && slot >= from {
+                    assert_eq!(registry.entry(slot).unwrap().sid.slot(), slot);
+                    out.push(slot);
+                }
+            }
+        }
+        out
+    }
+
     fn slots(registry: &Registry) -> Vec<usize> {
-        registry.live_from(0).map(|(slot, _)| slot).collect()
+        slots_from(registry, 0)
     }
 
     #[test]
@@ -348,7 +331,7 @@ mod tests {
             }
         }
         assert_eq!(slots(&r), [0, 5, 63, 64, 190, 299]);
-        let from = |s| r.live_from(s).map(|(slot, _)| slot).collect::<Vec<_>>();
+        let from = |s| slots_from(&r, s);
         assert_eq!(from(1), [5, 63, 64, 190, 299]);
         assert_eq!(from(64), [64, 190, 299]);
         assert_eq!(from(65), [190, 299]);
