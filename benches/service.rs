@@ -743,6 +743,94 @@ fn send_by_uid_2_threads<A: Api>(g: &mut BenchmarkGroup<'_, WallTime>, users: us
     }
 }
 
+/// Sessions created and bound at the peak, and how many stay afterwards (see [`after_a_peak`]).
+const PEAK: usize = 100_000;
+const SURVIVORS: usize = 1_000;
+
+/// One shard after a login storm: [`PEAK`] sessions created and bound, then all but
+/// [`SURVIVORS`] (chosen by a fixed shuffle) closed, the closes drained. With `peak == false`,
+/// the same survivors' count created fresh, for comparison: what the walk costs with no peak.
+fn after_a_peak(peak: bool) -> SessionService {
+    let config = SessionConfig::default().shards(1).inbox_capacity(INBOX);
+    let service = SessionService::new(config).unwrap();
+    let created = if peak { PEAK } else { SURVIVORS };
+    let mut sids: Vec<Sid> = (0..created)
+        .map(|i| {
+            let sid = service.create(Some(remote_of(i))).unwrap();
+            service.bind(sid, &uid_of(i)).unwrap();
+            sid
+        })
+        .collect();
+    XorShift(SEED).shuffle(&mut sids);
+    for (i, sid) in sids[SURVIVORS..].iter().enumerate() {
+        assert!(service.kick_by_session_id(*sid, None));
+        if i % 4096 == 0 {
+            service.inbox(0).unwrap().drain(drop);
+        }
+    }
+    service.inbox(0).unwrap().drain(drop);
+    assert_eq!(service.sessions_count(), SURVIVORS);
+    service
+}
+
+/// `broadcast` and `for_each_bound_session` to the 1 000 sessions left of a 100 000 peak
+/// (row `1k_of_100k`), beside the same 1 000 with no peak (row `1k_fresh`). Before the
+/// registry's bitmap these walked every slot up to the old peak.
+fn bench_after_a_peak(c: &mut Criterion) {
+    let mut g = c.benchmark_group("broadcast_after_a_peak");
+    g.throughput(Throughput::Elements(SURVIVORS as u64));
+    for (name, peak) in [("1k_of_100k", true), ("1k_fresh", false)] {
+        let mut state = None;
+        g.bench_function(name, |b| {
+            let (service, frame) = state.get_or_insert_with(|| {
+                let service = after_a_peak(peak);
+                let frame = Frame::new(push_bytes());
+                assert_eq!(service.broadcast(&frame), Ok(SURVIVORS));
+                assert_eq!(service.inbox(0).unwrap().drain(drop), SURVIVORS);
+                (service, frame)
+            });
+            b.iter_custom(|iters| {
+                timed_batches(
+                    iters,
+                    1,
+                    || {
+                        black_box(service.broadcast(frame).unwrap_or(0));
+                    },
+                    || {
+                        service.inbox(0).unwrap().drain(drop);
+                    },
+                )
+            });
+        });
+        if let Some((service, _)) = &state {
+            assert_eq!(
+                service.inbox(0).unwrap().refused(),
+                0,
+                "a timed push was refused"
+            );
+        }
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("for_each_bound_session_after_a_peak");
+    g.throughput(Throughput::Elements(SURVIVORS as u64));
+    for (name, peak) in [("1k_of_100k", true), ("1k_fresh", false)] {
+        let mut state = None;
+        g.bench_function(name, |b| {
+            let service = state.get_or_insert_with(|| after_a_peak(peak));
+            b.iter(|| {
+                let mut n = 0usize;
+                service.for_each_bound_session(|sid, uid| {
+                    black_box((sid, uid));
+                    n += 1;
+                });
+                n
+            });
+        });
+    }
+    g.finish();
+}
+
 // === groups ======================================================================================
 
 fn bench_send_message_by_uid(c: &mut Criterion) {
@@ -816,6 +904,6 @@ criterion_group! {
     name = benches;
     config = config();
     targets = bench_send_message_by_uid, bench_for_each_bound_session, bench_broadcast,
-        bench_bind_unbind, bench_get, bench_contended
+        bench_bind_unbind, bench_get, bench_contended, bench_after_a_peak
 }
 criterion_main!(benches);

@@ -28,9 +28,10 @@ pub mod loom {
         inbox.push_close(sid, reason)
     }
 
-    /// A sid with the given fields (the models need distinct sids without a service).
-    pub fn sid(seq: u64, shard: usize, slot: usize) -> Sid {
-        Sid::new(seq, shard, slot)
+    /// A sid with the given fields (the models need distinct sids without a service);
+    /// `generation` is 1 or more.
+    pub fn sid(generation: u32, shard: usize, slot: usize) -> Sid {
+        Sid::new(generation, shard, slot)
     }
 
     /// Which `gatehouse_loom_mutant` this build carries, if any (so a model run can say what
@@ -60,6 +61,78 @@ pub mod loom {
             "handoff_check_outside_lock"
         );
         None
+    }
+}
+
+/// Probes into a service's session registry and uid index, for `tests/` (the registry's
+/// generations and trimming, the uid index's shrinking, the lock discipline of `Wake`).
+#[cfg(not(gatehouse_loom))]
+pub mod registry {
+    use crate::SessionService;
+
+    /// The largest generation a slot hands out; a slot retires when that session closes.
+    pub const MAX_GENERATION: u32 = crate::id::MAX_GENERATION;
+
+    /// Makes shard `shard`'s vacant `slot` look as if its last session had had `generation`,
+    /// so the next session created in it gets `generation + 1` (a test reaches the end of a
+    /// slot's generations in microseconds instead of two million sessions). Panics if the
+    /// shard does not exist, the slot is live or retired, or `generation` is
+    /// [`MAX_GENERATION`] or more.
+    pub fn set_slot_generation(
+        service: &SessionService,
+        shard: usize,
+        slot: usize,
+        generation: u32,
+    ) {
+        let shard = service.shard_at(shard).expect("no such shard");
+        shard.registry.write().set_generation(slot, generation);
+    }
+
+    /// Whether shard `shard`'s registry lock is held right now, shared or exclusive, by any
+    /// thread (for asserting that a callback runs with no lock held).
+    pub fn registry_lock_held(service: &SessionService, shard: usize) -> bool {
+        service
+            .shard_at(shard)
+            .expect("no such shard")
+            .registry
+            .is_locked()
+    }
+
+    /// The bookkeeping of one shard's registry.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct RegistryStats {
+        /// Live sessions.
+        pub len: usize,
+        /// One past the highest live slot: where walks stop.
+        pub high_water: usize,
+        /// Slots the entry storage has room for.
+        pub capacity: usize,
+        /// Slots with a kept generation (every slot ever used, rounded up to 64).
+        pub generations: usize,
+        /// Retired slots.
+        pub retired: usize,
+    }
+
+    /// Shard `shard`'s [`RegistryStats`].
+    pub fn registry_stats(service: &SessionService, shard: usize) -> RegistryStats {
+        let (len, high_water, capacity, generations, retired) = service
+            .shard_at(shard)
+            .expect("no such shard")
+            .registry
+            .read()
+            .stats();
+        RegistryStats {
+            len,
+            high_water,
+            capacity,
+            generations,
+            retired,
+        }
+    }
+
+    /// The summed capacity of the uid index's hash tables (entries they hold without growing).
+    pub fn uid_index_capacity(service: &SessionService) -> usize {
+        service.uid_index().capacity()
     }
 }
 

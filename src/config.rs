@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// | `shards` | available cores | session shards; one per I/O thread |
 /// | `index_shards` | 64 | uid index shards (power of two) |
 /// | `max_sessions_per_shard` | 1 048 576 | sessions one shard holds before `create` fails |
-/// | `initial_sessions_per_shard` | 1 024 | slab slots reserved up front, per shard |
+/// | `initial_sessions_per_shard` | 1 024 | registry slots reserved up front, per shard (and kept when it shrinks after a peak) |
 /// | `inbox_capacity` | 65 536 | outbound commands queued per shard before sends are refused |
 /// | `max_uid_len` | 256 | longest uid (bytes) `bind` accepts |
 ///
@@ -75,7 +75,7 @@ impl SessionConfig {
         self
     }
 
-    /// Number of session shards (1..=256). Each shard has its own slab lock and outbound
+    /// Number of session shards (1..=256). Each shard has its own registry lock and outbound
     /// inbox, and is drained by one I/O thread.
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = n;
@@ -95,7 +95,8 @@ impl SessionConfig {
         self
     }
 
-    /// Slab slots reserved per shard at start, so early sessions do not reallocate.
+    /// Registry slots reserved per shard at start, so early sessions do not reallocate; the
+    /// storage never shrinks below this after a peak.
     pub fn initial_sessions_per_shard(mut self, n: usize) -> Self {
         self.initial_sessions_per_shard = n;
         self

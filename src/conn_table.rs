@@ -11,7 +11,7 @@ use std::fmt;
 /// [`Command`](crate::Command) to the connection of *exactly* that sid: the session layer
 /// reuses a closed session's slot for the next session at once, while sends queued for the old
 /// sid may still be in the inbox. `ConnTable` is that lookup done right: [`get`](Self::get),
-/// [`get_mut`](Self::get_mut) and [`remove`](Self::remove) compare the whole sid (sequence,
+/// [`get_mut`](Self::get_mut) and [`remove`](Self::remove) compare the whole sid (generation,
 /// shard and slot) with the one stored, so a stale sid finds nothing and its frame is dropped
 /// (count it with [`Inbox::record_stale`](crate::Inbox::record_stale)), never delivered to the
 /// newer session in the same slot.

@@ -382,7 +382,7 @@ struct Diff {
 
 impl Diff {
     /// A sid: one that was created (live or closed), or one that never existed — a forged
-    /// sequence number in a used slot (the generation check), or nothing at all.
+    /// generation in a used slot (the generation check), or nothing at all.
     fn sid(&self, b: u8) -> Sid {
         let i = usize::from(b >> 2);
         match (self.sids.get(i % self.sids.len().max(1)), b & 3) {
@@ -420,10 +420,10 @@ impl Diff {
             Ok(sid) => {
                 assert!(!full, "created {sid:?} in a full shard");
                 assert_eq!(sid.shard(), shard, "round-robin shard");
-                assert!(
-                    self.sids.last().is_none_or(|last| *last < sid),
-                    "sids are new and increasing"
-                );
+                // New: never one handed out before (sids are not ordered by creation: a
+                // reused slot's sid can be smaller than an older one), and exact in JavaScript.
+                assert!(!self.sids.contains(&sid), "{sid:?} handed out twice");
+                assert!(sid.into_raw() < 1 << 53, "{sid:?} past 2^53 - 1");
                 self.sids.push(sid);
                 self.model.sessions.insert(
                     sid,

@@ -3,18 +3,31 @@
 //! # Data layout
 //!
 //! * **Sessions** live in `S` shards (`SessionConfig::shards`, one per I/O thread). A shard is
-//!   a `slab::Slab<SessionEntry>` behind a `parking_lot::RwLock`, plus the shard's [`Inbox`].
-//!   An entry is 40 bytes: the [`Sid`] (for the generation check), `Option<Uid>` (24 bytes,
-//!   inline for short ids) and a box with the cold data (remote address, settings). Iteration
-//!   therefore streams ~48 bytes per slot.
-//! * **Sids** pack a service-wide creation sequence (32 bits), the shard (8) and the slot (24).
-//!   Lookups compare the whole sid with the stored one: a stale sid whose slot was reused finds
-//!   nothing. This is the "generation check"; the sequence doubles as the generation and keeps
-//!   sids ordered by creation.
+//!   a registry (`src/registry.rs`) behind a `parking_lot::RwLock`, plus the shard's [`Inbox`].
+//!   The registry is a `Vec<Option<SessionEntry>>` indexed by slot, an occupancy bitmap (one
+//!   `u64` per 64 slots), and a generation per slot ever used. An entry is 40 bytes: the
+//!   [`Sid`] (for the generation check), `Option<Uid>` (24 bytes, inline for short ids) and a
+//!   box with the cold data (remote address, settings); the box is also the `Option`'s niche, so
+//!   a slot is 40 bytes too. `create` takes the lowest free slot, so live sessions pack toward
+//!   slot 0 and the high-water mark falls as the top slots empty; on the close path the storage
+//!   is trimmed when the mark is at a quarter of its capacity (to twice the mark, never below
+//!   `initial_sessions_per_shard`). The generations (4 bytes a slot) are kept for every slot
+//!   ever used. It is not a `slab::Slab` because a slab keeps no generation for a vacant slot,
+//!   reuses the most recently freed slot (scattering sessions after a peak), and has no
+//!   bitmap to skip vacant slots with.
+//! * **Sids** pack the slot's generation (21 bits, from 1), the shard (8) and the slot (24):
+//!   53 bits, so every sid is exact as a JavaScript number (pinus backends address sessions by
+//!   it). The generation goes up each time the slot is reused, and a slot whose last generation
+//!   has closed is retired, so a sid is never handed out twice. Lookups compare the whole sid
+//!   with the stored one: a stale sid whose slot was reused finds nothing (the "generation
+//!   check"). Sids are not ordered by creation — a reused low slot gives a smaller sid than an
+//!   older session in a high one — which pomelo backends never rely on: they pass sids back,
+//!   they do not compare them.
 //! * **The uid index** is `index_shards` (power of two) cache-padded `RwLock<HashTable>`s.
 //!   One `ahash` hash per operation (random per-process seed: uids may be client-chosen) both
 //!   selects the shard (bits 32..) and probes the table. Entries keep the uid inline and the
-//!   sids in a `SmallVec<[Sid; 2]>` in bind order.
+//!   sids in a `SmallVec<[Sid; 2]>` in bind order. A table left at under a quarter of its
+//!   capacity by a remove is shrunk to twice its length (above a 64-entry floor).
 //!
 //! # Lock discipline
 //!
@@ -26,7 +39,7 @@
 //!   same critical section; set the uid; queue the `bound` event) → fire the shard's events.
 //! * `unbind`: shard write (validate; index write: remove; clear the uid; queue `unbound`) →
 //!   fire the shard's events.
-//! * close: shard write (remove from the slab; index write: remove; queue `closed`) → `Close`
+//! * close: shard write (remove from the registry; index write: remove; queue `closed`) → `Close`
 //!   command to the transport → fire the shard's events. `kick(uid)` closes each sid of its
 //!   snapshot only if, in that critical section, it is still bound to the uid.
 //!
@@ -81,10 +94,12 @@
 //!
 //! # Iteration
 //!
-//! `for_each_*` walk each shard's slab slot by slot. They copy up to 32 `(sid, uid)` pairs per
-//! read-lock hold onto the stack and run the callback after unlocking, so callbacks can re-enter
-//! the service and writers wait at most one short chunk. `for_each_bound_session` copies
-//! `(Sid, Uid)` rather than `(Sid, Option<Uid>)`. Uids are copied with `Uid::assign`, not the
+//! `for_each_*` walk each shard's occupancy bitmap word by word, jumping to the set bits
+//! (`trailing_zeros`): 64 vacant slots cost one load, so after a peak a walk costs the live
+//! sessions plus one word per 64 slots below the high-water mark. They copy up to 32
+//! `(sid, uid)` pairs per read-lock hold onto the stack and run the callback after unlocking, so
+//! callbacks can re-enter the service and writers wait at most one short chunk.
+//! `for_each_bound_session` copies `(Sid, Uid)` rather than `(Sid, Option<Uid>)`. Uids are copied with `Uid::assign`, not the
 //! derived `clone_from`: that one staged the inline bytes 1..8 in a stack temporary as two
 //! overlapping 4-byte stores and read them back, a store-to-load forwarding stall that made
 //! the walk 6.8 ns per session; field by field it is 3.5 ns, with *more* instructions (66.6
@@ -95,11 +110,15 @@
 //! `broadcast` clone the frame inside `Inbox::push_send_cloned_unnotified`, where the command is
 //! built.
 //!
-//! `broadcast` walks each shard once and pushes under its read lock, up to 256 slots per hold,
-//! then flips the shard's wake flag once: one `swap` after the last push covers every push
-//! before it (the no-lost-wake-up argument needs a swap after each push in program order, not
-//! one per push). Pushing under the lock orders a session's frame before its `Close`, which
-//! `close` can only queue after taking the write lock. Model: `loom-tests/tests/broadcast.rs`.
+//! `broadcast` walks each shard once and pushes under its read lock, up to 256 live sessions
+//! per hold, then flips the shard's wake flag once: one `swap` after the last push covers every
+//! push before it (the no-lost-wake-up argument needs a swap after each push in program order,
+//! not one per push). Pushing under the lock orders a session's frame before its `Close`, which
+//! `close` can only queue after taking the write lock. A refused push (full inbox) also wakes
+//! the consumer early, but only once that hold's lock is released: `Wake::wake` never runs
+//! under a shard lock. `broadcast_reporting` hands the refused sids (collected on the stack, 32
+//! per hold at most) to its callback after each hold, for a retry without duplicates. Model:
+//! `loom-tests/tests/broadcast.rs`.
 //!
 //! [`Inbox`]: crate::Inbox
 //! [`Sid`]: crate::Sid

@@ -28,6 +28,9 @@ struct Entry {
 
 type Table = HashTable<Entry>;
 
+/// A table at or below this capacity never shrinks (see [`UidIndex::remove`]).
+const SHRINK_FLOOR: usize = 64;
+
 pub(crate) struct UidIndex {
     shards: Box<[CachePadded<RwLock<Table>>]>,
     mask: usize,
@@ -101,7 +104,10 @@ impl UidIndex {
     }
 
     /// Removes `sid` from `uid`'s list (and the uid once its list is empty). Returns whether
-    /// it was there.
+    /// it was there. A table left at under a quarter of its capacity (and above
+    /// [`SHRINK_FLOOR`]) is shrunk to twice its length, so after a login storm the index gives
+    /// its memory back; the factor-of-two gap on each side keeps grow and shrink from
+    /// thrashing, and the rehash is amortised over the removals that emptied the table.
     pub(crate) fn remove(&self, uid: &str, sid: Sid) -> bool {
         let hash = self.hash(uid);
         let mut table = self.shard(hash).write();
@@ -124,6 +130,7 @@ impl UidIndex {
         #[cfg(not(gatehouse_loom_mutant = "split_index_remove"))]
         if sids.is_empty() {
             occupied.remove();
+            self.shrink_if_sparse(&mut table);
         }
         // Seeded bug for the loom models: drop the emptied entry in a second critical section,
         // so a reader in between finds the uid with no sessions.
@@ -138,6 +145,12 @@ impl UidIndex {
             }
         }
         true
+    }
+
+    fn shrink_if_sparse(&self, table: &mut Table) {
+        if table.capacity() > SHRINK_FLOOR && table.len() * 4 < table.capacity() {
+            table.shrink_to(table.len() * 2, |e: &Entry| self.hash(e.uid.as_str()));
+        }
     }
 
     /// Runs `f` on `uid`'s sids (bind order) **with the index shard's read lock held**; `None`
@@ -177,6 +190,12 @@ impl UidIndex {
             }
             None => false,
         }
+    }
+
+    /// The summed capacity of the shards' tables (for the test probes).
+    #[cfg(not(gatehouse_loom))]
+    pub(crate) fn capacity(&self) -> usize {
+        self.shards.iter().map(|s| s.read().capacity()).sum()
     }
 
     /// Number of uids with at least one session.

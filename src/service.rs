@@ -24,10 +24,13 @@ use std::sync::Arc;
 
 /// Sessions copied out of a shard per lock hold while iterating (see `for_each_session`).
 const VISIT_CHUNK: usize = 32;
-/// Slots a broadcast walks per shard read-lock hold (see `broadcast`): long enough that the
-/// lock's two atomic operations vanish in the per-session cost, short enough that a writer
-/// (`bind`, `close`) waits at most a few microseconds behind it.
+/// Live sessions a broadcast walks per shard read-lock hold (see `broadcast`), rounded up to a
+/// whole bitmap word: long enough that the lock's two atomic operations vanish in the
+/// per-session cost, short enough that a writer (`bind`, `close`) waits at most a few
+/// microseconds behind it. (Vacant slots cost one bitmap word per 64 and are not counted.)
 const BROADCAST_CHUNK: usize = 256;
+/// Slots per word of a registry's occupancy bitmap.
+const WORD_SLOTS: usize = u64::BITS as usize;
 
 /// The frontend session registry: one session per client connection, bound to user ids,
 /// kicked, pushed to by sid or by uid. pomelo's `SessionService`, sharded and lock-light.
@@ -54,7 +57,7 @@ const BROADCAST_CHUNK: usize = 256;
 /// | [`get`](Self::get), [`send_message`](Self::send_message) | one shard read lock | no |
 /// | [`send_message_by_uid`](Self::send_message_by_uid) | one index shard read lock | no |
 /// | [`for_each_session`](Self::for_each_session), [`for_each_bound_session`](Self::for_each_bound_session) | each shard's read lock, briefly, once per 32 sessions | no |
-/// | [`broadcast`](Self::broadcast) | each shard's read lock once per 256 slots; lock-free pushes under it | no |
+/// | [`broadcast`](Self::broadcast), [`broadcast_reporting`](Self::broadcast_reporting) | each shard's read lock once per 256 sessions; lock-free pushes under it | no |
 /// | [`bind`](Self::bind), [`unbind`](Self::unbind) | one shard write lock, with one index shard write lock nested inside it | first bind of a uid only |
 /// | [`create`](Self::create), close/kick | one shard write lock (+ one index shard lock) | yes (cold) |
 ///
@@ -67,7 +70,9 @@ const BROADCAST_CHUNK: usize = 256;
 /// * Uids are `Option<Uid>`: the falsy-uid bug (`0`/`""` treated as unbound, leaving stale
 ///   index entries) cannot happen. Empty uids and uids over `max_uid_len` are refused.
 /// * Sids are allocated here (`create` does not take one) and are never reused; `create`
-///   cannot silently overwrite a live session.
+///   cannot silently overwrite a live session. They are at most 2^53 − 1, so exact as
+///   JavaScript numbers, and are **not** ordered by creation (see [`Sid`]): pomelo's integer
+///   ids are, but its backends never compare sids, and exactness in JavaScript matters more.
 /// * `for_each_bound_session` visits each bound *session* once. pomelo's binded broadcast
 ///   (`forEachBindedSession` + `sendMessageByUid`) delivers k copies to each of a uid's k
 ///   sessions; here you send by sid and each session gets one.
@@ -101,8 +106,6 @@ pub struct SessionService {
     config: SessionConfig,
     shards: Box<[CachePadded<Shard>]>,
     index: UidIndex,
-    /// Last sequence number handed out (see [`Sid`]).
-    seq: AtomicU64,
     /// Round-robin cursor for [`create`](Self::create).
     next_shard: AtomicUsize,
     listener: Option<Arc<dyn SessionListener>>,
@@ -151,7 +154,6 @@ impl SessionService {
             index: UidIndex::new(config.index_shards),
             shards,
             config,
-            seq: AtomicU64::new(0),
             next_shard: AtomicUsize::new(0),
             listener,
             listener_panics: AtomicU64::new(0),
@@ -172,6 +174,18 @@ impl SessionService {
         self.shards.get(sid.shard()).map(|s| &**s)
     }
 
+    /// Shard `shard`, for the test hooks in `__private`.
+    #[cfg(not(gatehouse_loom))]
+    pub(crate) fn shard_at(&self, shard: usize) -> Option<&Shard> {
+        self.shards.get(shard).map(|s| &**s)
+    }
+
+    /// The uid index, for the test hooks in `__private`.
+    #[cfg(not(gatehouse_loom))]
+    pub(crate) fn uid_index(&self) -> &UidIndex {
+        &self.index
+    }
+
     // === create / lookup =====================================================================
 
     /// Creates an unbound session on the next shard in round-robin order (pomelo `create`).
@@ -188,9 +202,14 @@ impl SessionService {
     /// Creates an unbound session on `shard`; the transport that drains that shard's inbox owns
     /// its connection. Emits no event (as pomelo).
     ///
+    /// The sid takes the shard's lowest free slot, under that slot's next generation (see
+    /// [`Sid`]): never one handed out before, and not ordered by creation.
+    ///
     /// # Errors
     ///
-    /// [`CreateError::NoSuchShard`] or [`CreateError::ShardFull`].
+    /// [`CreateError::NoSuchShard`] or [`CreateError::ShardFull`] (the shard holds
+    /// `max_sessions_per_shard` sessions, or — after some 2^45 sessions in it — every slot of
+    /// its id space is live or retired).
     pub fn create_in(&self, shard: usize, remote: Option<SocketAddr>) -> Result<Sid, CreateError> {
         let owner = self
             .shards
@@ -205,15 +224,13 @@ impl SessionService {
         if registry.len() >= limit {
             return Err(CreateError::ShardFull { shard, limit });
         }
-        // Taken under the shard lock so sids of one shard are ordered by creation.
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let sid = Sid::new(seq, shard, registry.vacant_slot());
-        registry.insert(SessionEntry {
-            sid,
-            uid: None,
-            cold,
-        });
-        Ok(sid)
+        registry
+            .insert(shard, |sid| SessionEntry {
+                sid,
+                uid: None,
+                cold,
+            })
+            .ok_or(CreateError::ShardFull { shard, limit })
     }
 
     /// The hot fields of a live session, copied without allocating; `None` if unknown or
@@ -766,20 +783,25 @@ impl SessionService {
     /// [`send_message`](Self::send_message).
     ///
     /// Hot path, allocation-free. Each shard is walked once: under its read lock, held for at
-    /// most 256 slots at a time, every bound session's `Send` is pushed straight onto the
-    /// shard's lock-free inbox (one reference-count increment per session, no per-session
-    /// lookup, no second lock). The shard's I/O thread is woken once, after its last push (or
-    /// at the first refused push, so that it starts draining a full inbox); from the I/O thread
-    /// itself, inside a loop turn opened with [`Inbox::hold_wake`], not at all. This is what
-    /// makes it cheaper than `for_each_bound_session` + `send_message`, which pays a second
-    /// shard lock, a slab lookup and a wake-flag swap per session.
+    /// most 256 live sessions at a time, every bound session's `Send` is pushed straight onto
+    /// the shard's lock-free inbox (one reference-count increment per session, no per-session
+    /// lookup, no second lock). The walk reads the shard's occupancy bitmap and skips 64
+    /// vacant slots per word, so after a peak it costs about the live sessions, not the old
+    /// peak. The shard's I/O thread is woken once, after its last push (and also right after
+    /// the lock hold in which a push was first refused, so that it starts draining a full
+    /// inbox); from the I/O thread itself, inside a loop turn opened with
+    /// [`Inbox::hold_wake`], not at all. [`Wake::wake`](crate::Wake::wake) is never called
+    /// with the shard lock held. This is what makes it cheaper than `for_each_bound_session`
+    /// plus `send_message`, which pays a second shard lock, a registry lookup and a wake-flag
+    /// swap per session.
     ///
     /// Concurrency: a session bound for the whole call gets exactly one frame. One bound,
     /// unbound, created or closed meanwhile may or may not get it; one that closes gets it
     /// *before* its [`Command::Close`](crate::Command::Close) if at all, because the push
     /// happens under the shard lock that `close` needs to remove it. Size the inboxes for the
     /// largest broadcast (`inbox_capacity` ≥ bound sessions per shard + other traffic): a full
-    /// inbox refuses the rest of that shard's pushes.
+    /// inbox refuses pushes until its consumer drains it. To retry exactly the refused
+    /// sessions, use [`broadcast_reporting`](Self::broadcast_reporting).
     ///
     /// # Errors
     ///
@@ -810,7 +832,51 @@ impl SessionService {
     /// assert_eq!(sent_to, [a, b]);
     /// ```
     pub fn broadcast(&self, frame: &Frame) -> Result<usize, BroadcastError> {
-        let (mut enqueued, mut refused) = (0, 0);
+        self.broadcast_reporting(frame, |_| {})
+    }
+
+    /// [`broadcast`](Self::broadcast), calling `refused(sid)` for every session whose push was
+    /// refused (its shard's inbox was full), so the caller can retry exactly those sessions
+    /// with [`send_message`](Self::send_message) — without sending a second copy to the ones
+    /// that got it. The count of `refused` calls equals the error's `refused`.
+    ///
+    /// `refused` runs with **no lock held** (the sids of one lock hold are collected on the
+    /// stack, at most one bitmap word's 64, and reported after it), so it may call any method
+    /// of the service. Like
+    /// `broadcast`, allocation-free.
+    ///
+    /// # Errors
+    ///
+    /// As [`broadcast`](Self::broadcast).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gatehouse::{BroadcastError, Frame, SessionConfig, SessionService};
+    ///
+    /// let service = SessionService::new(SessionConfig::default().shards(1).inbox_capacity(2)).unwrap();
+    /// for i in 0..3 {
+    ///     let sid = service.create(None).unwrap();
+    ///     service.bind(sid, &format!("player-{i}")).unwrap();
+    /// }
+    /// let frame = Frame::from_static(b"\x04\x00\x00\x01\x06");
+    /// let mut retry = Vec::new();
+    /// let result = service.broadcast_reporting(&frame, |sid| retry.push(sid));
+    /// assert_eq!(result, Err(BroadcastError::InboxFull { enqueued: 2, refused: 1 }));
+    /// assert_eq!(retry.len(), 1);
+    ///
+    /// // Once the transport has drained the inbox, only the refused session is sent again.
+    /// service.inbox(0).unwrap().drain(drop);
+    /// for sid in retry {
+    ///     service.send_message(sid, frame.clone()).unwrap();
+    /// }
+    /// ```
+    pub fn broadcast_reporting(
+        &self,
+        frame: &Frame,
+        mut refused: impl FnMut(Sid),
+    ) -> Result<usize, BroadcastError> {
+        let (mut enqueued, mut refused_count) = (0, 0);
         // Seeded bug for the loom models: the `for_each_bound_session` + push idiom, which
         // pushes after the shard lock is released, so a close landing in between is overtaken.
         #[cfg(gatehouse_loom_mutant = "broadcast_push_unlocked")]
@@ -820,45 +886,83 @@ impl SessionService {
                 .map(|s| s.inbox.push_send(sid, frame.clone()))
             {
                 Some(Ok(())) => enqueued += 1,
-                _ => refused += 1,
+                _ => {
+                    refused_count += 1;
+                    refused(sid);
+                }
             }
         });
         #[cfg(not(gatehouse_loom_mutant = "broadcast_push_unlocked"))]
         for shard in self.shards.iter() {
-            let (queued, full) = Self::broadcast_shard(shard, frame);
+            let (queued, full) = Self::broadcast_shard(shard, frame, &mut refused);
             enqueued += queued;
-            refused += full;
+            refused_count += full;
         }
-        match refused {
+        match refused_count {
             0 => Ok(enqueued),
-            _ => Err(BroadcastError::InboxFull { enqueued, refused }),
+            _ => Err(BroadcastError::InboxFull {
+                enqueued,
+                refused: refused_count,
+            }),
         }
     }
 
-    /// One shard of [`broadcast`](Self::broadcast): `(queued, refused)`.
-    fn broadcast_shard(shard: &Shard, frame: &Frame) -> (usize, usize) {
+    /// One shard of [`broadcast_reporting`](Self::broadcast_reporting): `(queued, refused)`.
+    #[cfg_attr(gatehouse_loom_mutant = "broadcast_push_unlocked", allow(dead_code))]
+    // Out of line: 92.9 instead of 94.9 instructions per session inlined into `broadcast`
+    // (bin/callgrind.sh `broadcast_10k`).
+    #[inline(never)]
+    fn broadcast_shard(
+        shard: &Shard,
+        frame: &Frame,
+        report: &mut impl FnMut(Sid),
+    ) -> (usize, usize) {
         let (mut queued, mut refused) = (0, 0);
-        let mut slot = 0;
+        // The sids refused during one lock hold, reported after it. A hold ends after the
+        // bitmap word in which a push was refused, so one word's 64 slots always fit.
+        let mut refused_now = [Sid::from_raw(0); WORD_SLOTS];
+        // Holds start and end on bitmap word boundaries: `word` is where the next one starts.
+        let mut word = 0;
         loop {
-            let registry = shard.registry.read();
-            let end = registry.high_water();
-            let stop = end.min(slot + BROADCAST_CHUNK);
-            while slot < stop {
-                if let Some(e) = registry.at(slot).filter(|e| e.uid.is_some()) {
-                    if shard.inbox.push_send_cloned_unnotified(e.sid, frame) {
-                        queued += 1;
-                    } else {
-                        if refused == 0 {
-                            // Full: wake the consumer now, so it drains while we go on.
-                            shard.inbox.notify();
+            let mut walked = 0;
+            let mut n_refused = 0;
+            let mut more = false;
+            {
+                let registry = shard.registry.read();
+                let words = registry.live_words();
+                while let Some(&live) = words.get(word) {
+                    let base = word * WORD_SLOTS;
+                    word += 1;
+                    walked += live.count_ones() as usize;
+                    let mut bits = live;
+                    while bits != 0 {
+                        let at = base + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        if let Some(e) = registry.entry(at).filter(|e| e.uid.is_some()) {
+                            if shard.inbox.push_send_cloned_unnotified(e.sid, frame) {
+                                queued += 1;
+                            } else {
+                                refused_now[n_refused] = e.sid;
+                                n_refused += 1;
+                            }
                         }
-                        refused += 1;
+                    }
+                    if walked >= BROADCAST_CHUNK || n_refused > 0 {
+                        more = word < words.len();
+                        break;
                     }
                 }
-                slot += 1;
             }
-            drop(registry);
-            if slot >= end {
+            if n_refused > 0 {
+                if refused == 0 {
+                    // Full: wake the consumer now (the lock is released: `Wake::wake` may run
+                    // here), so it drains while we go on.
+                    shard.inbox.notify();
+                }
+                refused += n_refused;
+                refused_now[..n_refused].iter().for_each(|sid| report(*sid));
+            }
+            if !more {
                 break;
             }
         }
@@ -878,7 +982,8 @@ impl SessionService {
     /// lock and `f` runs with **no lock held**, so `f` may call any method of the service
     /// (send, kick, bind…). A session that exists for the whole iteration is visited exactly
     /// once; one created or closed meanwhile may or may not be. Order: shard by shard, slot by
-    /// slot.
+    /// slot. The walk skips vacant slots 64 at a time (one bitmap word), so its cost follows
+    /// the live sessions, not a past peak.
     pub fn for_each_session(&self, f: impl FnMut(Sid, Option<&Uid>)) {
         self.visit(f);
     }
@@ -901,29 +1006,47 @@ impl SessionService {
             let mut slot = 0;
             loop {
                 let mut n = 0;
+                let mut more = false;
                 {
                     let registry = shard.registry.read();
-                    let end = registry.high_water();
-                    while slot < end && n < VISIT_CHUNK {
-                        if let Some(SessionEntry {
-                            sid,
-                            uid: Some(uid),
-                            ..
-                        }) = registry.at(slot)
-                        {
-                            let entry = &mut chunk[n];
-                            entry.0 = *sid;
-                            entry.1.assign(uid);
-                            n += 1;
+                    let words = registry.live_words();
+                    let mut word = slot / WORD_SLOTS;
+                    let mut bits = words
+                        .get(word)
+                        .map_or(0, |live| live & (u64::MAX << (slot % WORD_SLOTS)));
+                    'fill: loop {
+                        while bits != 0 {
+                            let at = word * WORD_SLOTS + bits.trailing_zeros() as usize;
+                            bits &= bits - 1;
+                            if let Some(SessionEntry {
+                                sid,
+                                uid: Some(uid),
+                                ..
+                            }) = registry.entry(at)
+                            {
+                                let entry = &mut chunk[n];
+                                entry.0 = *sid;
+                                entry.1.assign(uid);
+                                n += 1;
+                                if n == VISIT_CHUNK {
+                                    slot = at + 1;
+                                    more = true;
+                                    break 'fill;
+                                }
+                            }
                         }
-                        slot += 1;
-                    }
-                    if n == 0 && slot >= end {
-                        break;
+                        word += 1;
+                        match words.get(word) {
+                            Some(&live) => bits = live,
+                            None => break,
+                        }
                     }
                 }
                 for (sid, uid) in &chunk[..n] {
                     f(*sid, uid);
+                }
+                if !more {
+                    break;
                 }
             }
         }
@@ -938,30 +1061,48 @@ impl SessionService {
             let mut slot = 0;
             loop {
                 let mut n = 0;
+                let mut more = false;
                 {
                     let registry = shard.registry.read();
-                    let end = registry.high_water();
-                    while slot < end && n < VISIT_CHUNK {
-                        if let Some(e) = registry.at(slot) {
-                            // In place, and inline uids field by field (`Uid::assign`):
-                            // the derived copies moved the inline uid through the stack in
-                            // overlapping pieces and stalled on store-to-load forwarding.
-                            let entry = &mut chunk[n];
-                            entry.0 = e.sid;
-                            match (&mut entry.1, &e.uid) {
-                                (Some(to), Some(from)) => to.assign(from),
-                                (to, from) => to.clone_from(from),
+                    let words = registry.live_words();
+                    let mut word = slot / WORD_SLOTS;
+                    let mut bits = words
+                        .get(word)
+                        .map_or(0, |live| live & (u64::MAX << (slot % WORD_SLOTS)));
+                    'fill: loop {
+                        while bits != 0 {
+                            let at = word * WORD_SLOTS + bits.trailing_zeros() as usize;
+                            bits &= bits - 1;
+                            if let Some(e) = registry.entry(at) {
+                                // In place, and inline uids field by field (`Uid::assign`):
+                                // the derived copies moved the inline uid through the stack in
+                                // overlapping pieces and stalled on store-to-load forwarding.
+                                let entry = &mut chunk[n];
+                                entry.0 = e.sid;
+                                match (&mut entry.1, &e.uid) {
+                                    (Some(to), Some(from)) => to.assign(from),
+                                    (to, from) => to.clone_from(from),
+                                }
+                                n += 1;
+                                if n == VISIT_CHUNK {
+                                    slot = at + 1;
+                                    more = true;
+                                    break 'fill;
+                                }
                             }
-                            n += 1;
                         }
-                        slot += 1;
-                    }
-                    if n == 0 && slot >= end {
-                        break;
+                        word += 1;
+                        match words.get(word) {
+                            Some(&live) => bits = live,
+                            None => break,
+                        }
                     }
                 }
                 for (sid, uid) in &chunk[..n] {
                     f(*sid, uid.as_ref());
+                }
+                if !more {
+                    break;
                 }
             }
         }

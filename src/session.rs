@@ -10,7 +10,8 @@ use std::sync::Arc;
 /// Session settings: string keys to JSON values (pomelo `session.settings`).
 pub type Settings = serde_json::Map<String, Value>;
 
-/// One slab slot. Kept to 40 bytes so that iterating a shard streams few cache lines: the
+/// One registry slot's session (an `Option<SessionEntry>` is 40 bytes too: the box is the
+/// niche). Kept to 40 bytes so that iterating a shard streams few cache lines: the
 /// fields read on hot paths (sid for the generation check, uid for `for_each_bound_session`)
 /// sit inline, everything else behind one box.
 pub(crate) struct SessionEntry {

@@ -55,6 +55,11 @@ mod imp {
         pub(crate) fn write(&self) -> parking_lot::RwLockWriteGuard<'_, T> {
             self.0.write()
         }
+
+        /// Whether any thread holds the lock, shared or exclusive (for test probes).
+        pub(crate) fn is_locked(&self) -> bool {
+            self.0.is_locked()
+        }
     }
 }
 

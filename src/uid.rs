@@ -93,6 +93,7 @@ impl Uid {
     /// path first copies them to a stack temporary (kept across the possible drop of an old
     /// `Arc`) in overlapping 4-byte pieces and reads them back, a store-to-load forwarding
     /// stall that cost `for_each_bound_session` most of its time.
+    #[inline]
     pub(crate) fn assign(&mut self, src: &Uid) {
         match (&mut self.0, &src.0) {
             (
