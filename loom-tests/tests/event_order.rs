@@ -1,8 +1,46 @@
 //! Model 11: session events fire in causal order, per session: bound → unbound → closed.
 
-use gatehouse::Uid;
-use gatehouse_loom_tests::{run_model_exhaustive, small_config, Event, Recorder};
+use gatehouse::{CloseReason, SessionListener, SessionService, SessionSnapshot, Sid, Uid};
+use gatehouse_loom_tests::{run_model_exhaustive, small_config, Event};
+use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
+use std::sync::Arc;
+
+/// Records events like the shared `Recorder`, but starts every callback with a loom-visible
+/// operation: a real thread can be preempted anywhere, including between the unlock that
+/// committed a change and the listener call that reports it, and loom only switches threads
+/// at its own operations. Without this point the model could not see the race it is about.
+#[derive(Default)]
+struct Ordered {
+    calls: AtomicUsize,
+    #[allow(clippy::disallowed_types)] // a record, invisible to loom on purpose
+    events: std::sync::Mutex<Vec<Event>>,
+}
+
+impl Ordered {
+    fn record(&self, event: Event) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+impl SessionListener for Ordered {
+    fn bound(&self, sid: Sid, uid: &Uid) {
+        self.record(Event::Bound(sid, uid.clone()));
+    }
+
+    fn unbound(&self, sid: Sid, uid: &Uid) {
+        self.record(Event::Unbound(sid, uid.clone()));
+    }
+
+    fn closed(&self, session: &SessionSnapshot, reason: &CloseReason) {
+        self.record(Event::Closed(
+            session.sid,
+            session.uid.clone(),
+            reason.clone(),
+        ));
+    }
+}
 
 /// **Property (events in commit order).** One thread binds session `s` to `u` and unbinds it;
 /// another closes `s`. Whatever the interleaving, the listener sees a prefix of
@@ -17,7 +55,9 @@ use loom::thread;
 #[test]
 fn events_in_causal_order() {
     run_model_exhaustive("events_in_causal_order", || {
-        let (service, recorder) = Recorder::service(small_config(), true);
+        let recorder = Arc::new(Ordered::default());
+        let service =
+            Arc::new(SessionService::with_listener(small_config(), recorder.clone()).unwrap());
         let s = service.create_in(0, None).unwrap();
 
         let binder = {
@@ -35,7 +75,7 @@ fn events_in_causal_order() {
         let (bound, unbound) = binder.join().unwrap();
         assert!(closer.join().unwrap());
 
-        let events = recorder.events();
+        let events = recorder.events.lock().unwrap().clone();
         let u = Uid::new("u");
         let mut expected = Vec::new();
         if bound {
@@ -48,7 +88,7 @@ fn events_in_causal_order() {
         expected.push(Event::Closed(
             s,
             bound_at_close,
-            gatehouse::CloseReason::KickedSilently,
+            CloseReason::KickedSilently,
         ));
         assert_eq!(
             events, expected,
