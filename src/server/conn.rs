@@ -506,56 +506,47 @@ impl ConnCore {
             return Err(CloseReason::ProtocolViolation("message id too large"));
         }
         // A request the server cannot route is answered with an error: a client left without
-        // an answer waits for its own timeout. A notify expects none; it is dropped. Either
-        // way one line per kind per interval is logged (a client can send these at will).
+        // an answer waits for its own timeout. A notify expects none; it is dropped.
         let route = match msg.route {
-            Route::Name(name) => Some(name),
+            Route::Name(name) => name,
             Route::Code(code) => {
-                let name = env.config.dictionary.as_deref().and_then(|d| d.route(code));
-                if name.is_none() {
-                    if let Some(n) = env.logs.hit(LogKind::UnknownRouteCode, now) {
-                        log::warn!(
-                            "gatehouse: session {}: unknown route code {code} ({}), {}{}",
-                            self.sid,
-                            if env.config.dictionary.is_some() {
-                                "not in the dictionary"
-                            } else {
-                                "no route dictionary is configured"
-                            },
-                            if request {
-                                "answered with code 500"
-                            } else {
-                                "notify dropped"
-                            },
-                            more(n)
+                match env.config.dictionary.as_deref().and_then(|d| d.route(code)) {
+                    Some(name) => name,
+                    None => {
+                        let why = if env.config.dictionary.is_some() {
+                            "not in the dictionary"
+                        } else {
+                            "no route dictionary is configured"
+                        };
+                        let what = format_args!("unknown route code {code} ({why})");
+                        let kind = LogKind::UnknownRouteCode;
+                        self.unroutable(
+                            kind,
+                            what,
+                            "unknown route code",
+                            request,
+                            msg.id,
+                            now,
+                            env,
                         );
+                        return Ok(());
                     }
-                    if request {
-                        self.respond_error(msg.id, "unknown route code", now, env);
-                    }
-                    return Ok(());
                 }
-                name
             }
-            Route::None => Some(""),
+            Route::None => "",
         };
-        let route = route.unwrap_or("");
         if !route.contains('.') {
-            if let Some(n) = env.logs.hit(LogKind::NoServerType, now) {
-                log::warn!(
-                    "gatehouse: session {}: route {route:?} has no server type, {}{}",
-                    self.sid,
-                    if request {
-                        "answered with code 500"
-                    } else {
-                        "notify dropped"
-                    },
-                    more(n)
-                );
-            }
-            if request {
-                self.respond_error(msg.id, "route has no server type", now, env);
-            }
+            let what = format_args!("route {route:?} has no server type");
+            let error = "route has no server type";
+            self.unroutable(
+                LogKind::NoServerType,
+                what,
+                error,
+                request,
+                msg.id,
+                now,
+                env,
+            );
             return Ok(());
         }
         let req = Request {
@@ -599,6 +590,36 @@ impl ConnCore {
             }
             CloseReason::HandlerPanic
         })
+    }
+
+    /// A message the server cannot route: one log line per kind per interval (a client can
+    /// send these at will), and a request is answered with `error` (a notify is dropped).
+    #[allow(clippy::too_many_arguments)]
+    fn unroutable(
+        &mut self,
+        kind: LogKind,
+        what: std::fmt::Arguments<'_>,
+        error: &str,
+        request: bool,
+        id: u32,
+        now: Instant,
+        env: &ConnEnv<'_>,
+    ) {
+        if let Some(n) = env.logs.hit(kind, now) {
+            let outcome = if request {
+                "answered with code 500"
+            } else {
+                "notify dropped"
+            };
+            log::warn!(
+                "gatehouse: session {}: {what}, {outcome}{}",
+                self.sid,
+                more(n)
+            );
+        }
+        if request {
+            self.respond_error(id, error, now, env);
+        }
     }
 
     /// Answers request `id` with `{"code":500,"error":text}`.
