@@ -191,9 +191,10 @@ pub struct ConnCore {
     /// A WebSocket close frame is in the output (an echo of the client's, or an error code):
     /// no second one may follow (RFC 6455 §5.5.1).
     close_sent: bool,
-    /// `out` / `inbuf` held more than [`KEEP_CAPACITY`] bytes since the last tick: a busy
-    /// connection keeps its large buffer (no allocation per burst); an idle one gives it back.
-    out_busy: bool,
+    /// The most bytes `out` held at a write since the last tick: a busy connection keeps a
+    /// buffer sized to what it uses (no allocation per burst), an idle one gives it back.
+    out_peak: usize,
+    /// `inbuf` held more than [`KEEP_CAPACITY`] bytes since the last tick.
     in_busy: bool,
 }
 
@@ -215,7 +216,7 @@ impl ConnCore {
             deadline: Some(now + config.handshake_timeout),
             closing: false,
             close_sent: false,
-            out_busy: false,
+            out_peak: 0,
             in_busy: false,
         }
     }
@@ -261,7 +262,7 @@ impl ConnCore {
     pub fn consumed(&mut self, n: usize) {
         self.out_pos = (self.out_pos + n).min(self.out.len());
         if self.out_pos == self.out.len() {
-            self.out_busy |= self.out.len() > KEEP_CAPACITY;
+            self.out_peak = self.out_peak.max(self.out.len());
             self.out_pos = 0;
             self.out.clear();
         } else if self.out_pos >= self.out.len() - self.out_pos {
@@ -269,7 +270,7 @@ impl ConnCore {
             // client that always leaves a little unread would make `out` grow without bound
             // (appends go after the prefix) while the pending part stays under the limit.
             // Each byte is moved at most once per time it was written: amortised O(1).
-            self.out_busy |= self.out.len() > KEEP_CAPACITY;
+            self.out_peak = self.out_peak.max(self.out.len());
             self.out.drain(..self.out_pos);
             self.out_pos = 0;
         }
@@ -688,17 +689,29 @@ impl ConnCore {
         self.out.extend_from_slice(package);
     }
 
-    /// Gives back a buffer above [`KEEP_CAPACITY`] that is empty and held no more than that
-    /// since the previous call (once per tick).
+    /// Once per tick, gives back what an empty output buffer above [`KEEP_CAPACITY`] holds
+    /// beyond its use since the previous tick: all of it if unused, else down to the power of
+    /// two above that use, when it is more than twice that. So a burst does not pin memory, and
+    /// a connection busy at a steady volume keeps a buffer that fits it (one that was freed
+    /// each tick and regrown from nothing cost a dozen allocations per tick once bounded
+    /// drains kept each turn's output under the old all-or-nothing threshold). The input
+    /// buffer is given back when it was not above [`KEEP_CAPACITY`] since the previous tick.
     fn release_idle_buffers(&mut self) {
-        if !self.has_output() && self.out.capacity() > KEEP_CAPACITY && !self.out_busy {
-            self.out = Vec::new();
-            self.out_pos = 0;
+        if !self.has_output() && self.out.capacity() > KEEP_CAPACITY {
+            if self.out_peak == 0 {
+                self.out = Vec::new();
+                self.out_pos = 0;
+            } else {
+                let fit = self.out_peak.next_power_of_two();
+                if self.out.capacity() > 2 * fit {
+                    self.out.shrink_to(fit);
+                }
+            }
         }
         if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_CAPACITY && !self.in_busy {
             self.inbuf = Vec::new();
         }
-        self.out_busy = false;
+        self.out_peak = 0;
         self.in_busy = false;
     }
 
