@@ -7,7 +7,6 @@ mod util;
 use gatehouse::protocol::{encode_data, Message, Route};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use util::{builder, Client, TestHandler, Transport};
 
 /// Counts the lines gatehouse logs at warn level or above.
