@@ -317,18 +317,10 @@ impl Model {
 
     fn data(&self, body: &[u8]) -> Result<(), CloseReason> {
         let msg = decode_message(body).map_err(|e| CloseReason::ProtocolViolation(e.as_str()))?;
-        // A route code the dictionary does not know drops the message, whatever it is.
-        if let Route::Code(code) = msg.route {
-            if self
-                .config
-                .dictionary
-                .as_deref()
-                .and_then(|d| d.route(code))
-                .is_none()
-            {
-                return Ok(());
-            }
-        }
+        // The message's kind and id are checked before its route: a response or push from the
+        // client, or a request id over the limit, breaks the protocol whatever the route. A
+        // route the server cannot resolve then leaves the connection open (a request gets a
+        // code 500 answer, a notify is dropped).
         match msg.kind {
             MessageType::Request if msg.id > self.config.max_message_id => {
                 Err(CloseReason::ProtocolViolation("message id too large"))
