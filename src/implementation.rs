@@ -76,7 +76,7 @@
 //! The connector and `MemoryDriver` apply inbox commands through one function,
 //! [`apply_commands`](crate::apply_commands): in inbox order (a `Close` ends its connection
 //! before the next command is looked at), to the connection of exactly the command's sid
-//! ([`ConnTable`](crate::ConnTable): stale sids are dropped and counted), at most 4,096 per
+//! ([`ConnTable`](crate::ConnTable): stale sids are dropped and counted), at most 65,536 per
 //! I/O loop turn (`Inbox::drain_bounded`: a flooding producer cannot starve reads, writes and
 //! timers). A response the I/O thread produces while its inbox is full is not written straight
 //! to the socket (it would overtake the pushes its handler queued); it goes to the inbox's
