@@ -662,25 +662,7 @@ fn run(single: bool) {
     let started = Instant::now();
     let deadline = started + BUDGET;
 
-    let consumer = {
-        let service = service.clone();
-        let stop = stop.clone();
-        thread::spawn(move || {
-            let mut transport = Transport::default();
-            loop {
-                // Read the flag before draining: once it is set the workers are joined, so this
-                // last drain sees every command.
-                let last = stop.load(Ordering::Acquire);
-                if transport.drain(&service) == 0 {
-                    if last {
-                        break;
-                    }
-                    thread::yield_now();
-                }
-            }
-            transport
-        })
-    };
+    let consumer = spawn_consumer(&service, &stop);
     let workers: Vec<_> = (0..WORKERS)
         .map(|i| {
             let service = service.clone();
@@ -1042,22 +1024,7 @@ fn uid_send_is_never_queued_after_the_unbind() {
     let calls = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + BUDGET;
 
-    let consumer = {
-        let (service, stop) = (service.clone(), stop.clone());
-        thread::spawn(move || {
-            let mut transport = Transport::default();
-            loop {
-                let last = stop.load(Ordering::Acquire);
-                if transport.drain(&service) == 0 {
-                    if last {
-                        break;
-                    }
-                    thread::yield_now();
-                }
-            }
-            transport
-        })
-    };
+    let consumer = spawn_consumer(&service, &stop);
     let sender = {
         let (service, stop, calls) = (service.clone(), stop.clone(), calls.clone());
         thread::spawn(move || {
@@ -1159,4 +1126,27 @@ fn uid_send_is_never_queued_after_the_unbind() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// The transport thread: drains the inboxes until `stop` is set and a last drain finds nothing.
+fn spawn_consumer(
+    service: &Arc<SessionService>,
+    stop: &Arc<AtomicBool>,
+) -> thread::JoinHandle<Transport> {
+    let (service, stop) = (service.clone(), stop.clone());
+    thread::spawn(move || {
+        let mut transport = Transport::default();
+        loop {
+            // Read the flag before draining: once it is set the workers are joined, so this
+            // last drain sees every command.
+            let last = stop.load(Ordering::Acquire);
+            if transport.drain(&service) == 0 {
+                if last {
+                    break;
+                }
+                thread::yield_now();
+            }
+        }
+        transport
+    })
 }
