@@ -467,6 +467,39 @@ fn retry_drops_sessions_that_closed_meanwhile() {
     assert_eq!(drain_sends(&service)[0].0, c);
 }
 
+/// A by-uid push skipped on a full inbox is never retried onto the session's next user: the
+/// retry checks, under the shard lock, that the session is still bound to the uid it was for.
+#[test]
+fn retry_of_a_uid_push_skips_a_session_rebound_to_another_user() {
+    let service = service(1, 1);
+    let sessions = Sessions::new(service.clone(), None);
+    let filler = bound(&service, "filler");
+    let s = bound(&service, "alice");
+    let mut report = sessions
+        .push_to_uids(["filler", "alice"], "onWhisper", b"{\"to\":\"alice\"}")
+        .unwrap();
+    assert_eq!(report.push.skipped(), &[s][..]);
+    assert_eq!(drain_sends(&service)[0].0, filler);
+
+    // Alice logs out and Bob logs in on the same connection before the retry.
+    service.unbind(s, "alice").unwrap();
+    service.bind(s, "bob").unwrap();
+    assert_eq!(sessions.retry(&mut report.push), 0);
+    assert_eq!(report.push.gone(), 1);
+    assert!(drain_sends(&service).is_empty(), "alice's push reached bob");
+
+    // Still alice's: the retry goes through.
+    let s2 = bound(&service, "carol");
+    let filler2 = bound(&service, "filler2");
+    let mut report = sessions
+        .push_to_uids(["filler2", "carol"], "onWhisper", b"{}")
+        .unwrap();
+    assert_eq!(report.push.skipped(), &[s2][..]);
+    assert_eq!(drain_sends(&service)[0].0, filler2);
+    assert_eq!(sessions.retry(&mut report.push), 1);
+    assert_eq!(drain_sends(&service)[0].0, s2);
+}
+
 #[test]
 fn broadcast_reporting_names_every_refused_session() {
     let service = service(1, 2);
