@@ -22,7 +22,6 @@ use crate::server::builder::ServerBuilder;
 use crate::server::handler::{encode_response_frame, Handler, Request, Response};
 use crate::server::log_limit::LogLimit;
 use crate::server::metrics::ThreadMetrics;
-use crate::service::SessionService;
 use crate::sessions::Sessions;
 use crate::ws::frame::{
     encode_binary_header, encode_close, encode_pong, FrameDecoder, WsError, WsEvent,
@@ -88,8 +87,8 @@ impl ConnConfig {
 /// What the connection needs from its I/O thread while handling input.
 pub(crate) struct ConnEnv<'a> {
     pub(crate) handler: &'a dyn Handler,
-    pub(crate) service: &'a Arc<SessionService>,
-    /// What handlers get ([`Request::service`]).
+    /// What handlers get ([`Request::service`]); the connector reaches the raw service
+    /// through it (`Sessions::raw`).
     pub(crate) sessions: &'a Sessions,
     pub(crate) config: &'a ConnConfig,
     pub(crate) metrics: &'a ThreadMetrics,
@@ -648,11 +647,11 @@ impl ConnCore {
             }
             let fallback = br#"{"code":500,"error":"response too large"}"#;
             if let Ok(frame) = encode_response_frame(id, fallback) {
-                env.service.queue_response(self.sid, frame);
+                env.sessions.raw().queue_response(self.sid, frame);
             }
             return;
         };
-        env.service.queue_response(self.sid, frame);
+        env.sessions.raw().queue_response(self.sid, frame);
     }
 
     /// A frame from the inbox (a whole package).

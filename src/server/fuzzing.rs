@@ -425,7 +425,6 @@ impl Harness {
         let core = self.core.as_mut()?;
         let env = ConnEnv {
             handler: &FuzzHandler,
-            service: &self.service,
             sessions: &self.sessions,
             config: &self.config,
             metrics: &self.metrics,

@@ -389,7 +389,6 @@ impl IoThread {
                     }
                     let env = ConnEnv {
                         handler: &*self.shared.handler,
-                        service: &self.shared.service,
                         sessions: &self.shared.sessions,
                         config: &self.shared.conn,
                         metrics: &self.shared.metrics[self.index],
