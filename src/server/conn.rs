@@ -690,7 +690,7 @@ impl ConnCore {
 
     /// Once per tick, gives back what an empty output buffer above [`KEEP_CAPACITY`] holds
     /// beyond its use since the previous tick: all of it if unused, else down to the power of
-    /// two above that use, when it is more than twice that. So a burst does not pin memory, and
+    /// two above that use (at least [`KEEP_CAPACITY`]), when it is more than twice that. So a burst does not pin memory, and
     /// a connection busy at a steady volume keeps a buffer that fits it (one that was freed
     /// each tick and regrown from nothing cost a dozen allocations per tick once bounded
     /// drains kept each turn's output under the old all-or-nothing threshold). The input
@@ -701,7 +701,9 @@ impl ConnCore {
                 self.out = Vec::new();
                 self.out_pos = 0;
             } else {
-                let fit = self.out_peak.next_power_of_two();
+                // Never below KEEP_CAPACITY: a buffer that size is kept anyway, and shrinking
+                // one in use under it only makes it regrow (tests/reactor_alloc.rs saw that).
+                let fit = self.out_peak.next_power_of_two().max(KEEP_CAPACITY);
                 if self.out.capacity() > 2 * fit {
                     self.out.shrink_to(fit);
                 }
