@@ -1,0 +1,98 @@
+//! A running node: the shared state and the two bridge threads.
+//!
+//! ```text
+//!  callers (any thread) ──try_send──▶ [bounded queue] ──▶ gh-bus-tx ──PUBLISH/EVALSHA──▶ Redis
+//!  session events (I/O threads) ──────────┘                  ▲                           │
+//!                                          acks, replies ────┘ (ctl)                      │
+//!  gh-bus-rx ◀── SUBSCRIBE <prefix>:to:<node> ◀────────────────────────────────────────────┘
+//!     ├─ data frame → dedup → execute on the local Sessions (frontends) → ack + replies
+//!     └─ ack frame  → ctl → gh-bus-tx resolves the calls
+//! ```
+//!
+//! `gh-bus-tx` owns every sender-side structure (streams, pending requests, timers) alone, so
+//! none of it is shared; `gh-bus-rx` owns the receiver-side dedup state alone. The only
+//! structures shared between threads are the bounded queues (crossbeam) and each call's
+//! [`Ticket`](crate::ticket::Ticket) (a mutex + condvar, loom-modelled).
+
+use crate::call::Op;
+use crate::config::ClusterConfig;
+use crate::directory::Directory;
+use crate::frontend::FrontendLink;
+use crate::stats::Stats;
+use crate::sync::Arc;
+use crossbeam_channel::{Receiver, Sender};
+use gatehouse::Sessions;
+use parking_lot::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+
+/// An acknowledgement (with replies) that gh-bus-rx hands to gh-bus-tx.
+pub(crate) struct AckIn {
+    pub(crate) from: String,
+    pub(crate) from_epoch: u64,
+    pub(crate) through: u64,
+    pub(crate) replies: Vec<(u32, u8, Vec<u8>)>,
+}
+
+pub(crate) struct FrontendPart {
+    pub(crate) sessions: Sessions,
+    pub(crate) link: Arc<FrontendLink>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: ClusterConfig,
+    pub(crate) epoch: u64,
+    pub(crate) tag: u32,
+    pub(crate) directory: Directory,
+    pub(crate) channel: String,
+    pub(crate) client: redis::Client,
+    pub(crate) ops: Sender<Op>,
+    pub(crate) stats: Stats,
+    pub(crate) stop: AtomicBool,
+    pub(crate) frontend: Option<FrontendPart>,
+    /// Test-only: acknowledgements and retransmission disabled (`GH_TEST_NO_ACK=1`).
+    pub(crate) no_ack: bool,
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+pub(crate) struct Channels {
+    pub(crate) ops: Receiver<Op>,
+    pub(crate) acks_tx: Sender<AckIn>,
+    pub(crate) acks: Receiver<AckIn>,
+}
+
+/// A fresh random epoch (never 0): std's randomly keyed hasher over the time, the pid and a
+/// stack address. Unique per process start with overwhelming probability; not a secret.
+pub(crate) fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    std::time::SystemTime::now().hash(&mut h);
+    std::process::id().hash(&mut h);
+    let local = 0u8;
+    (&local as *const u8 as usize).hash(&mut h);
+    h.finish().max(1)
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Whether the test knob is on (compiled only with the `test-knobs` feature).
+pub(crate) fn no_ack_knob() -> bool {
+    #[cfg(feature = "test-knobs")]
+    {
+        std::env::var("GH_TEST_NO_ACK").is_ok_and(|v| v == "1")
+    }
+    #[cfg(not(feature = "test-knobs"))]
+    {
+        false
+    }
+}
