@@ -1,0 +1,3 @@
+//! Shared helpers for the cluster integration tests.
+
+pub mod redis_server;
