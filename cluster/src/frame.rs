@@ -84,7 +84,12 @@ pub enum Status {
 }
 
 impl Status {
-    fn from_u8(b: u8) -> Result<Status, FrameError> {
+    /// The status for a wire byte, if it is one.
+    pub fn from_u8(b: u8) -> Option<Status> {
+        Status::decode(b).ok()
+    }
+
+    fn decode(b: u8) -> Result<Status, FrameError> {
         match b {
             0 => Ok(Status::Ok),
             1 => Ok(Status::PomeloError),
@@ -527,7 +532,7 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Decoded<'_>, FrameError> {
             let mut replies = Vec::with_capacity(n);
             for _ in 0..n {
                 let req = r.u32()?;
-                let status = Status::from_u8(r.u8()?)?;
+                let status = Status::decode(r.u8()?)?;
                 let body = r.bytes32()?;
                 replies.push(Reply { req, status, body });
             }
@@ -778,6 +783,23 @@ impl DataWriter {
         Ok(())
     }
 
+    /// Appends a request whose operation was encoded by [`encode_op`] (the sender encodes an
+    /// operation once and then decides which frame it joins). Errors as [`DataWriter::push`];
+    /// `encoded` is trusted to come from `encode_op`.
+    pub fn push_encoded(&mut self, req: u32, encoded: &[u8]) -> Result<(), FrameError> {
+        if self.count == u16::MAX {
+            return Err(FrameError::Count);
+        }
+        let len = self.buf.len().saturating_add(4 + encoded.len());
+        if len > self.max {
+            return Err(FrameError::TooLarge { len, max: self.max });
+        }
+        self.buf.extend_from_slice(&req.to_le_bytes());
+        self.buf.extend_from_slice(encoded);
+        self.count += 1;
+        Ok(())
+    }
+
     /// Encoded length so far (header and requests).
     pub fn len(&self) -> usize {
         self.buf.len()
@@ -933,6 +955,25 @@ pub fn cluster_tag(prefix: &str) -> u32 {
         (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
     })
 }
+
+/// One operation as it appears in a request after the `req` field (`u8 op`, then its body),
+/// for [`DataWriter::push_encoded`].
+///
+/// # Errors
+///
+/// `TooLarge` / `Count` if a field exceeds its length prefix.
+pub fn encode_op(op: &Op<'_>) -> Result<Vec<u8>, FrameError> {
+    let len = request_len(op)?;
+    let mut buf = Vec::with_capacity(len);
+    put_request(&mut buf, 0, op);
+    buf.drain(..4);
+    Ok(buf)
+}
+
+/// The body of a `Refused` reply from a restarted frontend to a *retransmitted* frame meant for
+/// its previous incarnation: that incarnation may have executed it before it died, so the
+/// sender reports `Unconfirmed` rather than "no session".
+pub const RESTARTED_RETRANSMIT: &[u8] = b"restarted; retransmitted frame";
 
 /// The fuzz target `cluster_frame`'s property, also run over the committed corpus by this
 /// module's tests: decoding arbitrary bytes (1 MiB limit) never panics, and whatever decodes

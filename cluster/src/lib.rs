@@ -1,7 +1,26 @@
 //! gatehouse-cluster: several gatehouse frontends acting as one on Redis.
 //!
-//! (Under construction in this commit: module skeleton only.)
+//! (Crate documentation: see the end of this work; modules below.)
 
+mod call;
+mod cluster;
+mod config;
 pub mod directory;
+mod exec;
 pub mod frame;
+mod frontend;
+mod node;
 pub mod reliable;
+mod report;
+mod rx;
+mod stats;
+mod sync;
+mod ticket;
+mod tx;
+
+pub use cluster::{encode_push, Cluster};
+pub use config::ClusterConfig;
+pub use frontend::FrontendLink;
+pub use report::{ClusterError, Outcome, PushReport, RemoteError, RemoteSession, SessionRef};
+pub use stats::ClusterStats;
+pub use ticket::PushTicket;

@@ -20,7 +20,7 @@ use crate::directory::Directory;
 use crate::frontend::FrontendLink;
 use crate::stats::Stats;
 use crate::sync::Arc;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use gatehouse::Sessions;
 use parking_lot::Mutex;
 use std::sync::atomic::AtomicBool;
@@ -53,12 +53,6 @@ pub(crate) struct Shared {
     /// Test-only: acknowledgements and retransmission disabled (`GH_TEST_NO_ACK=1`).
     pub(crate) no_ack: bool,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-pub(crate) struct Channels {
-    pub(crate) ops: Receiver<Op>,
-    pub(crate) acks_tx: Sender<AckIn>,
-    pub(crate) acks: Receiver<AckIn>,
 }
 
 /// A fresh random epoch (never 0): std's randomly keyed hasher over the time, the pid and a

@@ -195,29 +195,18 @@ impl Rx {
                         bump(&self.shared.stats.duplicates);
                         let ack = match inbound.remembered(h.seq) {
                             Some(ack) => ack.to_vec(),
-                            None => self.plain_ack(h.origin_epoch, inbound.acked_through()),
+                            None => plain_ack(&self.shared, h.origin_epoch, inbound.acked_through()),
                         };
                         self.publish(origin, &ack);
                     }
                     Verdict::Gap => {
                         bump(&self.shared.stats.gaps);
-                        let ack = self.plain_ack(h.origin_epoch, inbound.acked_through());
+                        let ack = plain_ack(&self.shared, h.origin_epoch, inbound.acked_through());
                         self.publish(origin, &ack);
                     }
                 }
             }
         }
-    }
-
-    fn plain_ack(&self, dest_epoch: u64, through: u64) -> Vec<u8> {
-        frame::encode_ack(
-            self.shared.tag,
-            &self.shared.config.node_id,
-            self.shared.epoch,
-            dest_epoch,
-            through,
-            &[],
-        )
     }
 
     /// A frame for another incarnation of this node id: that incarnation's sessions do not
@@ -287,6 +276,18 @@ impl Rx {
             }
         }
     }
+}
+
+/// An acknowledgement with no replies.
+fn plain_ack(shared: &Shared, dest_epoch: u64, through: u64) -> Vec<u8> {
+    frame::encode_ack(
+        shared.tag,
+        &shared.config.node_id,
+        shared.epoch,
+        dest_epoch,
+        through,
+        &[],
+    )
 }
 
 /// At most a few log lines per second for input a peer controls.

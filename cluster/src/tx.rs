@@ -134,6 +134,11 @@ impl Tx {
         }
     }
 
+    /// The directory must be rewritten from the local sessions before anything else.
+    pub(crate) fn request_resync(&mut self) {
+        self.resync = self.shared.frontend.is_some();
+    }
+
     pub(crate) fn run(mut self) {
         while !self.shared.stop.load(Ordering::Acquire) {
             let now = Instant::now();
@@ -279,11 +284,27 @@ impl Tx {
         } else {
             Vec::new()
         };
+        self.forget_old_epochs(holders.values().flatten().chain(&live));
         let grace = self.in_grace(now);
         for call in calls {
             self.dispatch(call, &holders, &live, grace, now);
         }
         Ok(())
+    }
+
+    /// Drops idle streams to incarnations the directory has replaced (a frontend restarted).
+    fn forget_old_epochs<'h>(&mut self, current: impl Iterator<Item = &'h Holder>) {
+        let mut replaced = Vec::new();
+        for h in current {
+            for (key, stream) in &self.streams {
+                if key.0 == h.fid && key.1 != h.epoch && stream.out.is_empty() && stream.writer.is_none() {
+                    replaced.push(key.clone());
+                }
+            }
+        }
+        for key in replaced {
+            self.streams.remove(&key);
+        }
     }
 
     /// Turns one call into requests on streams (or outcomes at once).
@@ -315,7 +336,7 @@ impl Tx {
                 for uid in uids {
                     let held = of(&uid);
                     if held.is_empty() {
-                        ticket.record([(uid, String::new(), Outcome::Offline)]);
+                        ticket.record([(uid.clone(), String::new(), Outcome::Offline)]);
                     }
                     for h in held {
                         groups
@@ -383,7 +404,7 @@ impl Tx {
                 for uid in uids {
                     let held = of(&uid);
                     if held.is_empty() {
-                        ticket.record([(uid, String::new(), Outcome::Offline)]);
+                        ticket.record([(uid.clone(), String::new(), Outcome::Offline)]);
                     } else {
                         ticket.record(
                             held.iter()
@@ -453,7 +474,7 @@ impl Tx {
         ticket: &Arc<Ticket>,
         fid: String,
         epoch: u64,
-        op: Vec<u8>,
+        op: Result<Vec<u8>, frame::FrameError>,
         part: Part,
         deadline: Instant,
         now: Instant,
@@ -465,6 +486,15 @@ impl Tx {
             frontend: fid.clone(),
             epoch,
             part,
+        };
+        let op = match op {
+            Ok(op) => op,
+            Err(e) => {
+                // The API checks sizes first; this is a uid list too long for one frame.
+                log::warn!("cluster: a call does not fit in a frame ({e}); refused");
+                ticket.resolve(pending.lost(Outcome::Backpressure), 0, None);
+                return;
+            }
         };
         let max = self.shared.config.max_frame;
         let batch = self.shared.config.batch_bytes;
@@ -538,7 +568,7 @@ impl Tx {
             return;
         }
         let bytes = writer.finish();
-        if let Err((_, reqs)) = stream.out.push_or_return(bytes, reqs, deadline) {
+        if stream.out.push(bytes, reqs.clone(), deadline).is_err() {
             let _ = shared;
             for req in reqs {
                 if let Some(p) = pending.remove(&req) {
@@ -626,7 +656,6 @@ impl Tx {
 
     fn expire_streams(&mut self, now: Instant) {
         let down = self.con.is_none();
-        let mut empty = Vec::new();
         for (key, stream) in self.streams.iter_mut() {
             let reached = stream.reached_through;
             for (seq, reqs) in stream.out.expire(now) {
@@ -638,12 +667,10 @@ impl Tx {
                     }
                 }
             }
-            if stream.out.is_empty() && stream.writer.is_none() {
-                empty.push(key.clone());
-            }
-        }
-        for key in empty {
-            self.streams.remove(&key);
+            // An idle stream is kept: its sequence numbers must go on where they stopped
+            // (the receiver would take a restarted stream for duplicates). Streams of
+            // incarnations the directory no longer lists are dropped in `forget_old_epochs`.
+            let _ = key;
         }
     }
 
@@ -905,7 +932,7 @@ fn targets(kind: &CallKind) -> Vec<String> {
     }
 }
 
-fn encode_op(op: &frame::Op<'_>) -> Vec<u8> {
+fn encode_op(op: &frame::Op<'_>) -> Result<Vec<u8>, frame::FrameError> {
     frame::encode_op(op)
 }
 
@@ -951,15 +978,6 @@ fn resolve_reply(p: Pending, status: u8, body: Vec<u8>) {
             let outcome = if sessions > 0 { Outcome::Delivered } else { Outcome::NotFound };
             entries = vec![(uid.clone(), fe.clone(), outcome)];
         }
-        (_, Some(Status::NoSession)) => {
-            entries = p.lost(Outcome::NotFound);
-        }
-        (_, Some(Status::Refused)) if body == frame::RESTARTED_RETRANSMIT => {
-            entries = p.lost(Outcome::Unconfirmed);
-        }
-        (_, Some(Status::Refused)) => {
-            entries = p.lost(Outcome::Backpressure);
-        }
         (Part::Session(_) | Part::GetUid(_), Some(_)) => {
             // Remote session calls: the caller decodes the reply itself.
             let outcome = Outcome::Delivered;
@@ -971,6 +989,15 @@ fn resolve_reply(p: Pending, status: u8, body: Vec<u8>) {
                 body,
             };
             return p.ticket.resolve(p.lost(outcome), 0, Some(reply));
+        }
+        (_, Some(Status::NoSession)) => {
+            entries = p.lost(Outcome::NotFound);
+        }
+        (_, Some(Status::Refused)) if body == frame::RESTARTED_RETRANSMIT => {
+            entries = p.lost(Outcome::Unconfirmed);
+        }
+        (_, Some(Status::Refused)) => {
+            entries = p.lost(Outcome::Backpressure);
         }
         _ => {
             log::warn!("cluster: unexpected reply status {status:?} from {fe}");
