@@ -695,3 +695,37 @@ pub fn connect(url: &str, timeout: Duration) -> Result<redis::Connection, String
         .map_err(|e| describe(&e))?;
     Ok(con)
 }
+// ARGV: prefix, fid, epoch. A clean stop: drops the lease if it is ours and makes the fid
+// due for the reaper at once. Returns 1 if the lease was ours.
+const DEREGISTER: &str = r#"
+local P, fid, epoch = ARGV[1], ARGV[2], ARGV[3]
+local fe = P .. ':fe:' .. fid
+if redis.call('GET', fe) == epoch then
+  redis.call('DEL', fe)
+  redis.call('ZADD', P .. ':fes', 0, fid)
+  return 1
+end
+return 0
+"#;
+
+impl Directory {
+    /// A clean stop of a frontend: removes its lease (only if it holds `epoch`) and reaps its
+    /// entries now instead of after the TTL. Returns the entries removed.
+    pub fn deregister(
+        &self,
+        con: &mut redis::Connection,
+        fid: &str,
+        epoch: u64,
+    ) -> RedisResult<usize> {
+        let ours: i64 = Script::new(DEREGISTER)
+            .arg(&self.prefix)
+            .arg(fid)
+            .arg(epoch.to_string())
+            .invoke(con)?;
+        if ours == 1 {
+            self.reap(con)
+        } else {
+            Ok(0)
+        }
+    }
+}
