@@ -49,4 +49,6 @@ pub(crate) enum Op {
     Call(Call),
     /// A session of this uid was bound, unbound or closed here: reconcile its directory entry.
     Directory(String),
+    /// Single-session mode: this session was just bound to this uid; claim the uid cluster-wide.
+    Claim(gatehouse::Sid, String),
 }

@@ -70,7 +70,14 @@ impl Cluster {
         link: std::sync::Arc<FrontendLink>,
         sessions: Sessions,
     ) -> Result<Cluster, ClusterError> {
-        Cluster::start(config, Some(FrontendPart { sessions, link }))
+        Cluster::start(
+            config,
+            Some(FrontendPart {
+                sessions,
+                link,
+                claims: Default::default(),
+            }),
+        )
     }
 
     fn start(config: ClusterConfig, frontend: Option<FrontendPart>) -> Result<Cluster, ClusterError> {
@@ -82,7 +89,7 @@ impl Cluster {
         let (ops_tx, ops_rx) = crossbeam_channel::bounded(config.queue);
         let (acks_tx, acks_rx) = crossbeam_channel::bounded(config.queue);
         if let Some(front) = &frontend {
-            if !front.link.attach(ops_tx.clone()) {
+            if !front.link.attach(ops_tx.clone(), config.single_session.is_some()) {
                 return Err(ClusterError::Invalid(
                     "this FrontendLink is already attached to a cluster node".into(),
                 ));

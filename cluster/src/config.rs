@@ -1,5 +1,6 @@
 //! [`ClusterConfig`]: how a node reaches Redis and the cluster's timing and size limits.
 
+use crate::directory::ClaimMode;
 use std::time::Duration;
 
 /// Settings of one cluster node (a frontend or a backend). Every node of a cluster must use the
@@ -58,6 +59,16 @@ pub struct ClusterConfig {
     pub batch_bytes: usize,
     /// How long to wait for Redis when connecting (default 2 s).
     pub connect_timeout: Duration,
+    /// Cluster-wide single session (default off). `Kick`: a bind on this frontend kicks the
+    /// uid's sessions on every other frontend (the latest login wins); `Refuse`: the new
+    /// session is kicked if another frontend already holds the uid (the first login wins, as
+    /// pinus's local `singleSession`). Decided by one atomic script on Redis, so two frontends
+    /// binding the same uid at the same moment end with exactly one session. Set it on every
+    /// frontend, together with the local [`SessionConfig::single_session`](gatehouse::SessionConfig).
+    pub single_session: Option<ClaimMode>,
+    /// The KICK reason sent to a session that lost a single-session claim (default
+    /// `"logged in elsewhere"`).
+    pub single_session_reason: String,
 }
 
 impl ClusterConfig {
@@ -81,7 +92,15 @@ impl ClusterConfig {
             max_frame: 1 << 20,
             batch_bytes: 64 << 10,
             connect_timeout: Duration::from_secs(2),
+            single_session: None,
+            single_session_reason: "logged in elsewhere".into(),
         }
+    }
+
+    /// Sets [`single_session`](ClusterConfig::single_session).
+    pub fn single_session(mut self, mode: Option<ClaimMode>) -> Self {
+        self.single_session = mode;
+        self
     }
 
     /// Sets [`prefix`](ClusterConfig::prefix).

@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | `P:fe:<fid>` | STRING | the frontend's live epoch (decimal u64), with a `PX` lease |
 //! | `P:fes` | ZSET | `fid` → lease expiry in ms, **Redis server time** (`TIME`), for the reaper |
-//! | `P:uid:<uid>` | HASH | `fid` → epoch (decimal), plus `@gen` → claim counter ([`Directory::claim`]) |
+//! | `P:uid:<uid>` | HASH | `fid` → epoch (decimal) |
+//! | `P:claims` | STRING | the cluster's claim counter ([`Directory::claim`]): one key, never reset, so a claim's generation is greater than every earlier claim's, of any uid, even after the uid's hash was deleted |
 //! | `P:fe:<fid>:uids` | SET | the uids bound by that frontend (the reverse set) |
 //! | `P:fe:<fid>:purge` | SET | transient: an older incarnation's reverse set, being purged |
 //!
@@ -299,7 +300,7 @@ for j = 1, #others, 2 do
 end
 redis.call('HSET', key, fid, epoch)
 redis.call('SADD', P .. ':fe:' .. fid .. ':uids', uid)
-local gen = redis.call('HINCRBY', key, '@gen', 1)
+local gen = redis.call('INCR', P .. ':claims')
 local out = {1, gen}
 for _, x in ipairs(others) do out[#out + 1] = x end
 return out
@@ -592,8 +593,9 @@ impl Directory {
     /// their epoch) never count and are deleted. With [`ClaimMode::Refuse`], if another live
     /// frontend holds `uid` nothing is bound and [`Claim::Refused`] lists the holders. Otherwise
     /// (Refuse with no other holder, or [`ClaimMode::Kick`]) the other holders' entries are
-    /// removed, `uid` is bound to `fid`/`epoch` as by [`Directory::pipe_bind`], `@gen` is
-    /// incremented, and [`Claim::Granted`] carries the new gen and the removed holders. Of two
+    /// removed, `uid` is bound to `fid`/`epoch` as by [`Directory::pipe_bind`], the cluster's
+    /// claim counter `P:claims` is incremented, and [`Claim::Granted`] carries the new gen (greater
+    /// than every earlier claim's) and the removed holders. Of two
     /// concurrent claims, the later one sees the earlier one's binding.
     pub fn claim(
         &self,

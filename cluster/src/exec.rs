@@ -13,7 +13,8 @@
 //! - get by sid: the session's export (JSON object); get by uid: a JSON array of exports.
 
 use crate::frame::{Op, Status};
-use gatehouse::{Frame, Sessions, Settings, Sid, UidSendError};
+use crate::node::FrontendPart;
+use gatehouse::{Frame, Settings, Sid, UidSendError};
 use serde_json::Value;
 
 pub(crate) const DELIVERED: u8 = 0;
@@ -21,7 +22,8 @@ pub(crate) const NOT_FOUND: u8 = 1;
 pub(crate) const REFUSED: u8 = 2;
 
 /// Runs one request; returns the reply status and body.
-pub(crate) fn execute(sessions: &Sessions, op: &Op<'_>) -> (Status, Vec<u8>) {
+pub(crate) fn execute(front: &FrontendPart, op: &Op<'_>) -> (Status, Vec<u8>) {
+    let sessions = &front.sessions;
     match op {
         Op::PushUids { uids, package } => {
             let frame = Frame::new(package.to_vec());
@@ -97,9 +99,23 @@ pub(crate) fn execute(sessions: &Sessions, op: &Op<'_>) -> (Status, Vec<u8>) {
         Op::KickUid {
             uid,
             reason,
-            below_gen: _,
+            below_gen: 0,
         } => {
             let kicked = sessions.kick(uid, *reason) as u32;
+            (Status::Ok, kicked.to_le_bytes().to_vec())
+        }
+        Op::KickUid {
+            uid,
+            reason,
+            below_gen,
+        } => {
+            // A single-session claim elsewhere: only sessions with an older claim go.
+            let bound: Vec<Sid> = sessions.get_by_uid(uid).into_iter().flatten().collect();
+            let victims = front.claims.lock().fence(uid, *below_gen, &bound);
+            let kicked = victims
+                .into_iter()
+                .filter(|sid| sessions.kick_by_session_id(*sid, *reason))
+                .count() as u32;
             (Status::Ok, kicked.to_le_bytes().to_vec())
         }
         Op::KickSid { sid, reason } => {

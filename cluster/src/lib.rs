@@ -20,6 +20,7 @@ mod tx;
 
 pub use cluster::{encode_push, Cluster};
 pub use config::ClusterConfig;
+pub use directory::ClaimMode;
 pub use frontend::FrontendLink;
 pub use report::{ClusterError, Outcome, PushReport, RemoteError, RemoteSession, SessionRef};
 pub use stats::ClusterStats;

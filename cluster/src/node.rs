@@ -19,7 +19,6 @@ use crate::config::ClusterConfig;
 use crate::directory::Directory;
 use crate::frontend::FrontendLink;
 use crate::stats::Stats;
-use crate::sync::Arc;
 use crossbeam_channel::Sender;
 use gatehouse::Sessions;
 use parking_lot::Mutex;
@@ -36,7 +35,8 @@ pub(crate) struct AckIn {
 
 pub(crate) struct FrontendPart {
     pub(crate) sessions: Sessions,
-    pub(crate) link: Arc<FrontendLink>,
+    pub(crate) link: std::sync::Arc<FrontendLink>,
+    pub(crate) claims: Mutex<crate::frontend::Claims>,
 }
 
 pub(crate) struct Shared {

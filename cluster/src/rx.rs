@@ -165,7 +165,7 @@ impl Rx {
                             .iter()
                             .map(|r| {
                                 let (status, body) = match &self.shared.frontend {
-                                    Some(front) => exec::execute(&front.sessions, &r.op),
+                                    Some(front) => exec::execute(front, &r.op),
                                     None => (Status::Refused, b"not a frontend".to_vec()),
                                 };
                                 (r.req, status, body)

@@ -9,7 +9,7 @@
 //! flight stay buffered and are sent again after the reconnect.
 
 use crate::call::{Call, CallKind, Op, SessionOp};
-use crate::directory::{Heartbeat, Holder};
+use crate::directory::{Claim, Heartbeat, Holder};
 use crate::frame::{self, DataWriter, Status};
 use crate::node::{redact, AckIn, Shared};
 use crate::reliable::{Limits, Outbound};
@@ -89,6 +89,8 @@ pub(crate) struct Tx {
     parked: VecDeque<Call>,
     retry_at: Option<Instant>,
     dirty: HashSet<String>,
+    /// Single-session claims to make, in bind order.
+    claims: VecDeque<(gatehouse::Sid, String)>,
     resync: bool,
     grace_until: Option<Instant>,
     disconnected_since: Option<Instant>,
@@ -122,6 +124,7 @@ impl Tx {
             parked: VecDeque::new(),
             retry_at: None,
             dirty: HashSet::new(),
+            claims: VecDeque::new(),
             resync: false,
             grace_until: None,
             disconnected_since: None,
@@ -171,6 +174,7 @@ impl Tx {
             Op::Directory(uid) => {
                 self.dirty.insert(uid);
             }
+            Op::Claim(sid, uid) => self.claims.push_back((sid, uid)),
         }
     }
 
@@ -229,6 +233,11 @@ impl Tx {
         }
         if self.con.is_some() && now >= self.next_sweep {
             self.next_sweep = now + jitter(self.shared.config.sweep);
+            if let Some(front) = self.shared.frontend.as_ref() {
+                let sessions = &front.sessions;
+                let keep = self.shared.config.deadline * 2;
+                front.claims.lock().tidy(|sid| sessions.contains(sid), keep);
+            }
             if let Some(con) = self.con.as_mut() {
                 match self.shared.directory.reap(con) {
                     Ok(n) => add(&self.shared.stats.reaped, n as u64),
@@ -244,6 +253,7 @@ impl Tx {
             self.resync_directory()?;
         }
         self.reconcile_directory()?;
+        self.run_claims(now)?;
         if !self.batch.is_empty() {
             self.route_batch(now)?;
         }
@@ -743,6 +753,61 @@ impl Tx {
         let con = self.con.as_mut().expect("connected");
         pipe.query::<()>(con)?;
         self.dirty.clear();
+        Ok(())
+    }
+
+    /// Single-session mode: claims each newly bound uid cluster-wide (one atomic script each),
+    /// kicks the other holders' older sessions, or kicks ours if it lost.
+    fn run_claims(&mut self, now: Instant) -> redis::RedisResult<()> {
+        let shared = self.shared.clone();
+        let (Some(mode), Some(front)) = (shared.config.single_session, shared.frontend.as_ref())
+        else {
+            self.claims.clear();
+            return Ok(());
+        };
+        let (fid, epoch) = (&shared.config.node_id, shared.epoch);
+        let reason = shared.config.single_session_reason.as_str();
+        while let Some((sid, uid)) = self.claims.front().cloned() {
+            let still = front
+                .sessions
+                .get(sid)
+                .and_then(|info| info.uid)
+                .is_some_and(|u| u.as_str() == uid);
+            if !still || self.zombie {
+                self.claims.pop_front();
+                continue;
+            }
+            let con = self.con.as_mut().expect("connected");
+            let claim = shared.directory.claim(con, &uid, fid, epoch, mode)?;
+            self.claims.pop_front();
+            match claim {
+                Claim::Granted { gen, others } => {
+                    if !front.claims.lock().granted(sid, &uid, gen) {
+                        log::info!("cluster: {uid}: session {sid} lost a single-session race (claim {gen})");
+                        front.sessions.kick_by_session_id(sid, Some(reason));
+                    }
+                    for h in others {
+                        let ticket = Ticket::new();
+                        let op = encode_op(&frame::Op::KickUid {
+                            uid: &uid,
+                            reason: Some(reason),
+                            below_gen: gen,
+                        });
+                        let deadline = now + shared.config.deadline;
+                        let part = Part::KickUid(uid.clone());
+                        self.request(&ticket, h.fid, h.epoch, op, part, deadline, now);
+                        ticket.seal();
+                    }
+                }
+                Claim::Refused { holders } => {
+                    log::info!(
+                        "cluster: {uid} is held by {:?}: single session refuses session {sid}",
+                        holders.iter().map(|h| h.fid.as_str()).collect::<Vec<_>>()
+                    );
+                    front.sessions.kick_by_session_id(sid, Some(reason));
+                }
+            }
+        }
         Ok(())
     }
 

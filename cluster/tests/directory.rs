@@ -500,7 +500,7 @@ fn claim_refuse_and_kick() {
     }
     assert!(!hexists(&mut con, "gh:uid:s", "fe-d"));
     assert!(dir.listed_uids(&mut con, "fe-d").unwrap().is_empty());
-    // The hash keeps @gen while bound; a final unbind deletes it.
+    // A final unbind deletes the hash.
     assert_eq!(unbind(&mut con, &dir, "s", "fe-a", 1), 1);
     assert!(!exists(&mut con, "gh:uid:s"));
 }

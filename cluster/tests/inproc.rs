@@ -110,3 +110,74 @@ fn push_kick_and_remote_session_calls_across_nodes() {
     backend.shutdown();
     fe.cluster.shutdown();
 }
+
+fn single_session_front(url: &str, fid: &str, mode: gatehouse_cluster::ClaimMode) -> Front {
+    let link = FrontendLink::new();
+    let config = SessionConfig::default()
+        .frontend_id(fid)
+        .shards(1)
+        .single_session(true);
+    let service = Arc::new(SessionService::with_listener(config, link.clone()).unwrap());
+    let sessions = Sessions::new(service.clone(), None);
+    let cluster =
+        Cluster::start_frontend(fast(url, fid).single_session(Some(mode)), link, sessions).unwrap();
+    Front { service, cluster }
+}
+
+/// Two frontends bind the same uid at the same moment, 40 times per mode: each time exactly one
+/// session is left cluster-wide, and the directory lists exactly its frontend.
+#[test]
+fn cluster_wide_single_session_with_concurrent_binds() {
+    use gatehouse_cluster::ClaimMode;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    for mode in [ClaimMode::Kick, ClaimMode::Refuse] {
+        let tag = format!("{mode:?}").to_lowercase();
+        let a = single_session_front(&url, &format!("fe-a-{tag}"), mode);
+        let b = single_session_front(&url, &format!("fe-b-{tag}"), mode);
+        let backend = Cluster::connect(fast(&url, &format!("be-{tag}"))).unwrap();
+        let mut rounds = Vec::new();
+        for round in 0..40 {
+            let uid = format!("{tag}-{round}");
+            let sa = a.service.create(None).unwrap();
+            let sb = b.service.create(None).unwrap();
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let threads: Vec<_> = [(a.service.clone(), sa), (b.service.clone(), sb)]
+                .into_iter()
+                .map(|(service, sid)| {
+                    let (barrier, uid) = (barrier.clone(), uid.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        service.bind(sid, &uid).unwrap();
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            rounds.push((uid, sa, sb));
+        }
+        let settled = |uid: &str, sa: Sid, sb: Sid| {
+            let alive_a = a.service.get(sa).is_some();
+            let alive_b = b.service.get(sb).is_some();
+            let holders = backend.frontends_of(uid).unwrap();
+            let expect = if alive_a { a.cluster.node_id() } else { b.cluster.node_id() };
+            (alive_a ^ alive_b) && holders == vec![expect.to_string()]
+        };
+        for (uid, sa, sb) in &rounds {
+            wait_until(&format!("one session left for {uid}"), || settled(uid, *sa, *sb));
+        }
+        // Still exactly one after every kick of every round has been answered.
+        let report = backend
+            .push_by_uids(&rounds.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), &b"x"[..])
+            .unwrap()
+            .wait();
+        assert_eq!(report.count(Outcome::Delivered), rounds.len(), "{report:?}");
+        for (uid, sa, sb) in &rounds {
+            assert!(settled(uid, *sa, *sb), "{uid} unsettled after the fact");
+        }
+        for c in [&a.cluster, &b.cluster, &backend] {
+            c.shutdown();
+        }
+    }
+}
