@@ -19,9 +19,9 @@ use crate::config::ClusterConfig;
 use crate::directory::Directory;
 use crate::frontend::FrontendLink;
 use crate::stats::Stats;
+use crate::sync::Mutex;
 use crossbeam_channel::Sender;
 use gatehouse::Sessions;
-use parking_lot::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
@@ -49,6 +49,9 @@ pub(crate) struct Shared {
     pub(crate) ops: Sender<Op>,
     pub(crate) stats: Stats,
     pub(crate) stop: AtomicBool,
+    /// Set by gh-bus-rx when its connection failed: gh-bus-tx checks its own at once (a PING)
+    /// instead of finding out at its next command, so a Redis restart is noticed in one turn.
+    pub(crate) check_link: AtomicBool,
     pub(crate) frontend: Option<FrontendPart>,
     /// Test-only: acknowledgements and retransmission disabled (`GH_TEST_NO_ACK=1`).
     pub(crate) no_ack: bool,

@@ -89,6 +89,7 @@ impl Rx {
                     Ok(msg) => self.on_payload(msg.get_payload_bytes()),
                     Err(e) if e.is_timeout() => {}
                     Err(e) => {
+                        self.shared.check_link.store(true, Ordering::Release);
                         log::warn!(
                             "cluster: subscriber connection to {} lost ({e}); resubscribing",
                             redact(&self.shared.config.url)
@@ -195,7 +196,9 @@ impl Rx {
                         bump(&self.shared.stats.duplicates);
                         let ack = match inbound.remembered(h.seq) {
                             Some(ack) => ack.to_vec(),
-                            None => plain_ack(&self.shared, h.origin_epoch, inbound.acked_through()),
+                            None => {
+                                plain_ack(&self.shared, h.origin_epoch, inbound.acked_through())
+                            }
                         };
                         self.publish(origin, &ack);
                     }

@@ -100,16 +100,13 @@ impl Ticket {
         let mut state = lock(&self.state);
         while !state.done() {
             state = match deadline {
-                None => self.ready.wait(state).unwrap_or_else(|e| e.into_inner()),
+                None => self.ready.wait(state),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return None;
                     }
-                    self.ready
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    self.ready.wait_timeout(state, deadline - now).0
                 }
             };
         }
