@@ -9,7 +9,8 @@
 //! A background thread owns the reading side: it answers the heartbeat the server asks for
 //! (one HEARTBEAT every `sys.heartbeat` seconds, as the official client does) whether or not the
 //! test is reading, and hands every decoded message to a channel.
-#![allow(dead_code)] // each test binary uses a different subset
+// Each test binary uses a different subset.
+#![allow(dead_code)]
 // The workspace's .clippy.toml routes the core's locks through its loom shim; this test-only
 // code is never model-checked, so std's locks are the right ones here.
 #![allow(clippy::disallowed_types)]

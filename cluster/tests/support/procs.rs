@@ -6,7 +6,8 @@
 //! [`stdin_lines`]). Child → parent: JSON lines on its stdout ([`emit`]), collected by a reader
 //! thread in the parent ([`Child::wait_event`]). The child's stderr is inherited, so its logs and
 //! panics show in the test output.
-#![allow(dead_code)] // each test binary uses a different subset
+// Each test binary uses a different subset.
+#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};

@@ -7,7 +7,8 @@
 //! clients see silence while Redis believes the bytes were delivered), and after the given time
 //! every proxied connection is closed on both sides. Connections accepted after that are
 //! proxied normally again, so clients can reconnect.
-#![allow(dead_code)] // each test binary uses a different subset
+// Each test binary uses a different subset.
+#![allow(dead_code)]
 // The workspace's .clippy.toml routes the core's locks through its loom shim; this test-only
 // code is never model-checked, so std's locks are the right ones here.
 #![allow(clippy::disallowed_types)]
