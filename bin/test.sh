@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, as the README documents it: everything a user runs to check gatehouse on a
 # fresh machine. Installs what it needs (guarded), then runs, cheapest first:
-#   doctests → unit + integration tests (nextest) → interop with pinus's own codec (node)
+#   doctests → unit + integration tests (nextest) → the cluster crate (nextest, then its
+#   multi-process suite against a real redis-server) → interop with pinus's own codec (node)
 #   → loom models (+ mutants).
 # .ci/run calls this after fmt and clippy.
 #
@@ -58,6 +59,24 @@ cargo test --doc --locked
 
 step "unit and integration tests (nextest)"
 cargo nextest run --all-targets --locked --no-fail-fast --no-tests=fail
+
+# The cluster layer (cluster/, package gatehouse-cluster) runs against real redis-server
+# processes the tests start themselves (unix sockets / free loopback ports, never 6379).
+if ! command -v redis-server >/dev/null; then
+    echo "installing redis-server (cluster tests)"
+    apt_install redis-server || true
+    command -v redis-server >/dev/null ||
+        die "the cluster tests need redis-server, and installing Debian's redis-server with" \
+            "apt-get failed: install redis-server (>= 7) so that it is on PATH"
+fi
+step "cluster: unit and integration tests (nextest)"
+# tests/cluster.rs (harness = false) lists no tests to nextest; it runs in the next step.
+cargo nextest run -p gatehouse-cluster --all-targets --locked --no-fail-fast --no-tests=fail
+step "cluster: multi-process suite (tests/cluster.rs)"
+# Debug, not --release: it reuses the build nextest just made (a release build of the
+# dependencies costs ~90 s here; the suite's time is its timeouts, not CPU). Its last line,
+# `cluster: N passed, M failed`, is counted by .ci/run.
+cargo test -p gatehouse-cluster --test cluster --locked
 
 if [ "${SKIP_INTEROP:-0}" != 1 ]; then
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
