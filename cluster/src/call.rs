@@ -42,6 +42,33 @@ pub(crate) struct Call {
     pub(crate) kind: CallKind,
     pub(crate) ticket: Arc<Ticket>,
     pub(crate) deadline: Instant,
+    /// Route with Redis, never from the route cache (a retry after a stale cached route).
+    pub(crate) fresh: bool,
+    /// The ticket holds one part open for this call (a retry queued while its ticket was
+    /// still being resolved); released by [`finish`].
+    pub(crate) held: bool,
+}
+
+impl Call {
+    /// A call as the public API makes it.
+    pub(crate) fn new(kind: CallKind, ticket: Arc<Ticket>, deadline: Instant) -> Call {
+        Call {
+            kind,
+            ticket,
+            deadline,
+            fresh: false,
+            held: false,
+        }
+    }
+}
+
+/// Every part of the call is known (or it ended without any): seal its ticket and release the
+/// part a retry held open.
+pub(crate) fn finish(ticket: &Ticket, held: bool) {
+    ticket.seal();
+    if held {
+        ticket.resolve([], 0, None);
+    }
 }
 
 /// What the bridge thread is asked to do.

@@ -86,6 +86,11 @@ impl Cluster {
         config.validate().map_err(ClusterError::Invalid)?;
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| ClusterError::Connect(format!("{}: {e}", node::redact(&config.url))))?;
+        let sub_client = match &config.subscriber_url {
+            None => client.clone(),
+            Some(url) => redis::Client::open(url.as_str())
+                .map_err(|e| ClusterError::Connect(format!("{}: {e}", node::redact(url))))?,
+        };
         let directory = Directory::new(&config.prefix);
         let (ops_tx, ops_rx) = crossbeam_channel::bounded(config.queue);
         let (acks_tx, acks_rx) = crossbeam_channel::bounded(config.queue);
@@ -105,12 +110,13 @@ impl Cluster {
             epoch: node::new_epoch(),
             directory,
             client,
+            sub_client,
             ops: ops_tx,
             stats: Default::default(),
             stop: AtomicBool::new(false),
             check_link: AtomicBool::new(false),
             frontend,
-            no_ack: node::no_ack_knob(),
+            no_ack: node::no_ack_knob(&config),
             threads: Mutex::new(Vec::new()),
             config,
         });
@@ -183,11 +189,11 @@ impl Cluster {
             return Err(ClusterError::Closed);
         }
         let ticket = Ticket::new();
-        let call = Call {
+        let call = Call::new(
             kind,
-            ticket: ticket.clone(),
-            deadline: Instant::now() + self.shared.config.deadline,
-        };
+            ticket.clone(),
+            Instant::now() + self.shared.config.deadline,
+        );
         match self.shared.ops.try_send(Op::Call(call)) {
             Ok(()) => Ok(ticket),
             Err(crossbeam_channel::TrySendError::Full(_)) => Err(ClusterError::Backpressure),

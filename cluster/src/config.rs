@@ -21,6 +21,9 @@ pub struct ClusterConfig {
     /// `redis+unix:///path/to.sock`, `valkey://…`, and `rediss://…` with the crate's `tls`
     /// feature. The password is never logged.
     pub url: String,
+    /// The subscriber connection's own URL, if it must differ from [`url`](ClusterConfig::url)
+    /// (another route to the same Redis, e.g. through a proxy); default: `url`.
+    pub subscriber_url: Option<String>,
     /// This node's id (pomelo's server id, e.g. `connector-1`): unique among live nodes,
     /// 1..=255 bytes, no `:`. Frontends are addressed by it.
     pub node_id: String,
@@ -59,6 +62,10 @@ pub struct ClusterConfig {
     pub batch_bytes: usize,
     /// How long to wait for Redis when connecting (default 2 s).
     pub connect_timeout: Duration,
+    /// How long a push remembers where a uid is (default 1 s; zero: ask Redis for every
+    /// push). A remembered route that turned stale is never harmful — the frontend delivers
+    /// only to sessions bound to the uid — and is retried with a fresh route (see `routes.rs`).
+    pub route_cache: Duration,
     /// Cluster-wide single session (default off). `Kick`: a bind on this frontend kicks the
     /// uid's sessions on every other frontend (the latest login wins); `Refuse`: the new
     /// session is kicked if another frontend already holds the uid (the first login wins, as
@@ -69,6 +76,12 @@ pub struct ClusterConfig {
     /// The KICK reason sent to a session that lost a single-session claim (default
     /// `"logged in elsewhere"`).
     pub single_session_reason: String,
+    /// Test-only (feature `test-knobs`): acknowledgements and retransmission off — a publish
+    /// that Redis counted a receiver for is taken as delivered, as plain pub/sub users do. Lets
+    /// the fault tests prove they catch the loss this layer exists to repair. Also set by the
+    /// environment variable `GH_TEST_NO_ACK=1`.
+    #[cfg(feature = "test-knobs")]
+    pub test_no_ack: bool,
 }
 
 impl ClusterConfig {
@@ -76,6 +89,7 @@ impl ClusterConfig {
     pub fn new(url: impl Into<String>, node_id: impl Into<String>) -> ClusterConfig {
         ClusterConfig {
             url: url.into(),
+            subscriber_url: None,
             node_id: node_id.into(),
             prefix: "gh".into(),
             lease_ttl: Duration::from_secs(10),
@@ -92,8 +106,11 @@ impl ClusterConfig {
             max_frame: 1 << 20,
             batch_bytes: 64 << 10,
             connect_timeout: Duration::from_secs(2),
+            route_cache: Duration::from_secs(1),
             single_session: None,
             single_session_reason: "logged in elsewhere".into(),
+            #[cfg(feature = "test-knobs")]
+            test_no_ack: false,
         }
     }
 

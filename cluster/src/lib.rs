@@ -12,6 +12,7 @@ mod frontend;
 mod node;
 pub mod reliable;
 mod report;
+mod routes;
 mod rx;
 mod stats;
 mod sync;

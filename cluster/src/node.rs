@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) directory: Directory,
     pub(crate) channel: String,
     pub(crate) client: redis::Client,
+    /// For the subscriber connection (`subscriber_url`, or the same as `client`).
+    pub(crate) sub_client: redis::Client,
     pub(crate) ops: Sender<Op>,
     pub(crate) stats: Stats,
     pub(crate) stop: AtomicBool,
@@ -83,13 +85,14 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 /// Whether the test knob is on (compiled only with the `test-knobs` feature).
-pub(crate) fn no_ack_knob() -> bool {
+pub(crate) fn no_ack_knob(config: &ClusterConfig) -> bool {
     #[cfg(feature = "test-knobs")]
     {
-        std::env::var("GH_TEST_NO_ACK").is_ok_and(|v| v == "1")
+        config.test_no_ack || std::env::var("GH_TEST_NO_ACK").is_ok_and(|v| v == "1")
     }
     #[cfg(not(feature = "test-knobs"))]
     {
+        let _ = config;
         false
     }
 }

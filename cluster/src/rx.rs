@@ -103,7 +103,7 @@ impl Rx {
 
     fn subscriber(&self) -> redis::RedisResult<redis::Connection> {
         self.shared
-            .client
+            .sub_client
             .get_connection_with_timeout(self.shared.config.connect_timeout)
     }
 

@@ -8,12 +8,13 @@
 //! call: while disconnected, calls wait (bounded by the queue) until their deadline; frames in
 //! flight stay buffered and are sent again after the reconnect.
 
-use crate::call::{Call, CallKind, Op, SessionOp};
+use crate::call::{finish, Call, CallKind, Op, SessionOp};
 use crate::directory::{Claim, Heartbeat, Holder};
 use crate::frame::{self, DataWriter, Status};
 use crate::node::{redact, AckIn, Shared};
 use crate::reliable::{Limits, Outbound};
 use crate::report::Outcome;
+use crate::routes::RouteCache;
 use crate::stats::{add, bump};
 use crate::sync::Arc;
 use crate::ticket::{RawReply, Ticket};
@@ -31,7 +32,13 @@ const RESYNC_CHUNK: usize = 1000;
 
 /// What a request was, so its reply can be turned into outcomes.
 enum Part {
-    Uids(Vec<String>),
+    /// A push by uids; `cached[i]`: the route of `uids[i]` came from the route cache, so a
+    /// "not there" answer is retried once with a fresh route.
+    Uids {
+        uids: Vec<String>,
+        cached: Vec<bool>,
+        package: bytes::Bytes,
+    },
     Sids(Vec<u64>),
     Broadcast,
     KickUid(String),
@@ -43,6 +50,7 @@ struct Pending {
     ticket: Arc<Ticket>,
     frontend: String,
     epoch: u64,
+    deadline: Instant,
     part: Part,
 }
 
@@ -51,7 +59,7 @@ impl Pending {
     fn lost(&self, outcome: Outcome) -> Vec<(String, String, Outcome)> {
         let fe = || self.frontend.clone();
         match &self.part {
-            Part::Uids(uids) => uids.iter().map(|u| (u.clone(), fe(), outcome)).collect(),
+            Part::Uids { uids, .. } => uids.iter().map(|u| (u.clone(), fe(), outcome)).collect(),
             Part::Sids(sids) => sids
                 .iter()
                 .map(|s| (s.to_string(), fe(), outcome))
@@ -92,6 +100,7 @@ pub(crate) struct Tx {
     parked: VecDeque<Call>,
     retry_at: Option<Instant>,
     dirty: HashSet<String>,
+    routes: RouteCache,
     /// Single-session claims to make, in bind order.
     claims: VecDeque<(gatehouse::Sid, String)>,
     resync: bool,
@@ -115,6 +124,7 @@ impl Tx {
         let now = Instant::now();
         let heartbeat = shared.config.heartbeat;
         let sweep = shared.config.sweep;
+        let shared_route_ttl = shared.config.route_cache;
         Tx {
             shared,
             con: Some(con),
@@ -127,6 +137,7 @@ impl Tx {
             parked: VecDeque::new(),
             retry_at: None,
             dirty: HashSet::new(),
+            routes: RouteCache::new(shared_route_ttl),
             claims: VecDeque::new(),
             resync: false,
             grace_until: None,
@@ -276,34 +287,66 @@ impl Tx {
 
     fn route_batch(&mut self, now: Instant) -> redis::RedisResult<()> {
         let calls = std::mem::take(&mut self.batch);
-        // One route script for every uid of the turn.
-        let mut uids: Vec<&str> = Vec::new();
+        // One route script for every uid of the turn the cache cannot answer. Pushes use the
+        // cache; kicks, look-ups and retries always ask Redis.
+        let mut ask: Vec<&str> = Vec::new();
+        let mut cached: HashSet<&str> = HashSet::new();
         for call in &calls {
             match &call.kind {
-                CallKind::PushUids { uids: u, .. } | CallKind::Locate { uids: u } => {
-                    uids.extend(u.iter().map(String::as_str))
+                CallKind::PushUids { uids, .. } => {
+                    for uid in uids {
+                        if !call.fresh && self.routes.get(uid, now).is_some() {
+                            cached.insert(uid);
+                        } else {
+                            ask.push(uid);
+                        }
+                    }
                 }
-                CallKind::KickUid { uid, .. } | CallKind::GetUid { uid } => uids.push(uid),
+                CallKind::Locate { uids } => ask.extend(uids.iter().map(String::as_str)),
+                CallKind::KickUid { uid, .. } | CallKind::GetUid { uid } => ask.push(uid),
                 _ => {}
             }
         }
-        let holders: HashMap<String, Vec<Holder>> = if uids.is_empty() {
-            HashMap::new()
-        } else {
-            let con = self.con.as_mut().expect("connected");
-            let routed = self.shared.directory.route(con, &uids)?;
-            uids.iter().map(|u| u.to_string()).zip(routed).collect()
-        };
         let needs_frontends = calls
             .iter()
             .any(|c| matches!(c.kind, CallKind::Broadcast { .. }));
-        let live = if needs_frontends {
+        let looked_up = {
             let con = self.con.as_mut().expect("connected");
-            self.shared.directory.live_frontends(con)?
-        } else {
-            Vec::new()
+            let dir = &self.shared.directory;
+            let routed = if ask.is_empty() {
+                Ok(Vec::new())
+            } else {
+                dir.route(con, &ask)
+            };
+            routed.and_then(|routed| {
+                let live = if needs_frontends {
+                    dir.live_frontends(con)?
+                } else {
+                    Vec::new()
+                };
+                Ok((routed, live))
+            })
         };
-        self.forget_old_epochs(holders.values().flatten().chain(&live));
+        let (routed, live) = match looked_up {
+            Ok(found) => found,
+            Err(e) => {
+                // Nothing of this turn was sent: every call waits for the connection.
+                drop((ask, cached));
+                self.batch = calls;
+                return Err(e);
+            }
+        };
+        let mut holders: HashMap<String, (Vec<Holder>, bool)> = HashMap::new();
+        for (uid, held) in ask.iter().zip(routed) {
+            self.routes.put(uid, &held, now);
+            holders.insert(uid.to_string(), (held, false));
+        }
+        for uid in cached {
+            if let Some(held) = self.routes.get(uid, now) {
+                holders.insert(uid.to_string(), (held.to_vec(), true));
+            }
+        }
+        self.forget_old_epochs(holders.values().flat_map(|h| &h.0).chain(&live));
         let grace = self.in_grace(now);
         for call in calls {
             self.dispatch(call, &holders, &live, grace, now);
@@ -334,12 +377,13 @@ impl Tx {
     fn dispatch(
         &mut self,
         call: Call,
-        holders: &HashMap<String, Vec<Holder>>,
+        holders: &HashMap<String, (Vec<Holder>, bool)>,
         live: &[Holder],
         grace: bool,
         now: Instant,
     ) {
-        let of = |uid: &str| holders.get(uid).map(Vec::as_slice).unwrap_or(&[]);
+        let of = |uid: &str| holders.get(uid).map(|h| h.0.as_slice()).unwrap_or(&[]);
+        let from_cache = |uid: &str| holders.get(uid).is_some_and(|h| h.1);
         // During the recovery grace an empty directory answer may just mean "not resynced yet".
         let offline_retry = grace
             && match &call.kind {
@@ -353,22 +397,22 @@ impl Tx {
             return;
         }
         let ticket = call.ticket.clone();
+        let held = call.held;
         match call.kind {
             CallKind::PushUids { uids, package } => {
-                let mut groups: HashMap<(String, u64), Vec<String>> = HashMap::new();
+                let mut groups: HashMap<(String, u64), (Vec<String>, Vec<bool>)> = HashMap::new();
                 for uid in uids {
                     let held = of(&uid);
                     if held.is_empty() {
                         ticket.record([(uid.clone(), String::new(), Outcome::Offline)]);
                     }
                     for h in held {
-                        groups
-                            .entry((h.fid.clone(), h.epoch))
-                            .or_default()
-                            .push(uid.clone());
+                        let group = groups.entry((h.fid.clone(), h.epoch)).or_default();
+                        group.0.push(uid.clone());
+                        group.1.push(from_cache(&uid));
                     }
                 }
-                for ((fid, epoch), uids) in groups {
+                for ((fid, epoch), (uids, cached)) in groups {
                     let refs: Vec<&str> = uids.iter().map(String::as_str).collect();
                     let op = frame::Op::PushUids {
                         uids: refs,
@@ -380,7 +424,11 @@ impl Tx {
                         fid,
                         epoch,
                         op,
-                        Part::Uids(uids),
+                        Part::Uids {
+                            uids,
+                            cached,
+                            package: package.clone(),
+                        },
                         call.deadline,
                         now,
                     );
@@ -488,7 +536,7 @@ impl Tx {
                 );
             }
         }
-        ticket.seal();
+        finish(&ticket, held);
     }
 
     fn park(&mut self, call: Call, now: Instant) {
@@ -523,7 +571,7 @@ impl Tx {
                     .into_iter()
                     .map(|t| (t, String::new(), outcome)),
             );
-            call.ticket.seal();
+            finish(&call.ticket, call.held);
         }
         self.parked = keep;
     }
@@ -546,6 +594,7 @@ impl Tx {
             ticket: ticket.clone(),
             frontend: fid.clone(),
             epoch,
+            deadline,
             part,
         };
         let op = match op {
@@ -728,30 +777,23 @@ impl Tx {
     }
 
     fn expire_streams(&mut self, now: Instant) {
-        let down = self.con.is_none();
-        for (key, stream) in self.streams.iter_mut() {
-            let reached = stream.reached_through;
-            for (seq, reqs) in stream.out.expire(now) {
-                let never = if down {
-                    Outcome::RedisDown
-                } else {
-                    Outcome::FrontendDown
-                };
-                for req in reqs {
-                    if let Some(p) = self.pending.remove(&req) {
-                        let outcome = if seq <= reached {
-                            Outcome::Unconfirmed
-                        } else {
-                            never
-                        };
-                        p.ticket.resolve(p.lost(outcome), 0, None);
-                    }
-                }
-            }
+        let never = if self.con.is_none() {
+            Outcome::RedisDown
+        } else {
+            Outcome::FrontendDown
+        };
+        let mut expired = Vec::new();
+        for stream in self.streams.values_mut() {
             // An idle stream is kept: its sequence numbers must go on where they stopped
             // (the receiver would take a restarted stream for duplicates). Streams of
             // incarnations the directory no longer lists are dropped in `forget_old_epochs`.
-            let _ = key;
+            let reached = stream.reached_through;
+            for (seq, reqs) in stream.out.expire(now) {
+                expired.push((reqs, seq, reached));
+            }
+        }
+        for (reqs, seq, reached) in expired {
+            self.fail(reqs, seq, reached, never);
         }
     }
 
@@ -775,7 +817,8 @@ impl Tx {
         bump(&self.shared.stats.acks_received);
         for (req, status, body) in ack.replies {
             if let Some(p) = self.pending.remove(&req) {
-                resolve_reply(p, status, body);
+                let resolved = reply_outcome(&p, status, body);
+                self.settle(p, resolved);
             }
         }
         let now = Instant::now();
@@ -792,6 +835,47 @@ impl Tx {
                 }
             }
         }
+    }
+
+    /// Resolves a part — except the uids whose route came from the cache and turned out stale
+    /// (the frontend no longer has them, or is gone): those are routed again with Redis, once,
+    /// under the same ticket and deadline.
+    fn settle(&mut self, p: Pending, (mut entries, sessions, reply): Resolved) {
+        if let Part::Uids {
+            uids,
+            cached,
+            package,
+        } = &p.part
+        {
+            let stale = |e: &(String, String, Outcome)| {
+                matches!(e.2, Outcome::NotFound | Outcome::FrontendDown)
+                    && uids.iter().zip(cached).any(|(u, c)| *c && *u == e.0)
+            };
+            let retry: Vec<String> = entries
+                .iter()
+                .filter(|e| stale(e))
+                .map(|e| e.0.clone())
+                .collect();
+            if !retry.is_empty() {
+                entries.retain(|e| !stale(e));
+                for uid in &retry {
+                    self.routes.forget(uid);
+                }
+                // Hold the ticket open until the retry is routed.
+                p.ticket.expect(1);
+                self.batch.push(Call {
+                    kind: CallKind::PushUids {
+                        uids: retry,
+                        package: package.clone(),
+                    },
+                    ticket: p.ticket.clone(),
+                    deadline: p.deadline,
+                    fresh: true,
+                    held: true,
+                });
+            }
+        }
+        p.ticket.resolve(entries, sessions, reply);
     }
 
     // ---- directory (frontends) -----------------------------------------------------------
@@ -814,6 +898,7 @@ impl Tx {
         }
         let dir = &self.shared.directory;
         let (fid, epoch) = (&self.shared.config.node_id, self.shared.epoch);
+        let single = self.shared.config.single_session.is_some();
         let mut pipe = redis::pipe();
         for uid in &self.dirty {
             // The local service is the truth; the entry follows whatever it says now, so
@@ -822,7 +907,9 @@ impl Tx {
                 .sessions
                 .get_by_uid(uid)
                 .is_some_and(|l| !l.is_empty());
-            if bound {
+            if bound && single {
+                // Single session: entries are written by claims only.
+            } else if bound {
                 dir.pipe_bind(&mut pipe, uid, fid, epoch);
             } else {
                 dir.pipe_unbind(&mut pipe, uid, fid, epoch);
@@ -901,8 +988,13 @@ impl Tx {
         }
         let started = Instant::now();
         let mut local: HashSet<String> = HashSet::new();
-        front.sessions.for_each_bound_session(|_, uid| {
+        let mut bound: Vec<(gatehouse::Sid, String)> = Vec::new();
+        let single = self.shared.config.single_session.is_some();
+        front.sessions.for_each_bound_session(|sid, uid| {
             local.insert(uid.as_str().to_string());
+            if single {
+                bound.push((sid, uid.as_str().to_string()));
+            }
         });
         let dir = &self.shared.directory;
         let (fid, epoch) = (&self.shared.config.node_id, self.shared.epoch);
@@ -917,12 +1009,23 @@ impl Tx {
             pipe.query::<()>(con)?;
         }
         let local: Vec<String> = local.into_iter().collect();
-        for chunk in local.chunks(RESYNC_CHUNK) {
-            let mut pipe = redis::pipe();
-            for uid in chunk {
-                dir.pipe_bind(&mut pipe, uid, fid, epoch);
+        if single {
+            // Single session: a plain write could list this frontend beside another holder
+            // (both would then refuse, or kick, each other's next claim). Each bound session
+            // claims its uid instead, in the claim queue's order.
+            for claim in bound {
+                if !self.claims.contains(&claim) {
+                    self.claims.push_back(claim);
+                }
             }
-            pipe.query::<()>(con)?;
+        } else {
+            for chunk in local.chunks(RESYNC_CHUNK) {
+                let mut pipe = redis::pipe();
+                for uid in chunk {
+                    dir.pipe_bind(&mut pipe, uid, fid, epoch);
+                }
+                pipe.query::<()>(con)?;
+            }
         }
         self.resync = false;
         self.dirty.clear();
@@ -1029,7 +1132,7 @@ impl Tx {
                     .into_iter()
                     .map(|t| (t, String::new(), Outcome::Cancelled)),
             );
-            call.ticket.seal();
+            finish(&call.ticket, call.held);
         }
         while let Ok(op) = self.ops.try_recv() {
             if let Op::Call(call) = op {
@@ -1089,25 +1192,27 @@ fn encode_op(op: &frame::Op<'_>) -> Result<Vec<u8>, frame::FrameError> {
     frame::encode_op(op)
 }
 
+/// A part's entries, the sessions reached, and (remote session calls) the raw reply.
+type Resolved = (Vec<(String, String, Outcome)>, usize, Option<RawReply>);
+
 /// Turns a frontend's reply into outcomes (see `exec.rs` for the bodies).
-fn resolve_reply(p: Pending, status: u8, body: Vec<u8>) {
+fn reply_outcome(p: &Pending, status: u8, body: Vec<u8>) -> Resolved {
     let fe = p.frontend.clone();
     let status = Status::from_u8(status);
-    let entries: Vec<(String, String, Outcome)>;
     let mut sessions = 0usize;
-    match (&p.part, status) {
-        (Part::Uids(_), Some(Status::Ok)) | (Part::Sids(_), Some(Status::Ok)) => {
+    let entries = match (&p.part, status) {
+        (Part::Uids { .. } | Part::Sids(_), Some(Status::Ok)) => {
             let targets: Vec<String> = match &p.part {
-                Part::Uids(u) => u.clone(),
+                Part::Uids { uids, .. } => uids.clone(),
                 Part::Sids(s) => s.iter().map(u64::to_string).collect(),
-                _ => unreachable!(),
+                _ => Vec::new(),
             };
             if body.len() != 4 + targets.len() {
                 log::warn!("cluster: malformed push reply from {fe}");
-                return p.ticket.resolve(p.lost(Outcome::Unconfirmed), 0, None);
+                return (p.lost(Outcome::Unconfirmed), 0, None);
             }
             sessions = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
-            entries = targets
+            targets
                 .into_iter()
                 .zip(&body[4..])
                 .map(|(t, &b)| {
@@ -1118,7 +1223,7 @@ fn resolve_reply(p: Pending, status: u8, body: Vec<u8>) {
                     };
                     (t, fe.clone(), outcome)
                 })
-                .collect();
+                .collect()
         }
         (Part::Broadcast, Some(Status::Ok)) if body.len() == 8 => {
             sessions = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
@@ -1128,7 +1233,7 @@ fn resolve_reply(p: Pending, status: u8, body: Vec<u8>) {
             } else {
                 Outcome::Delivered
             };
-            entries = vec![(fe.clone(), fe.clone(), outcome)];
+            vec![(fe.clone(), fe.clone(), outcome)]
         }
         (Part::KickUid(uid), Some(Status::Ok)) if body.len() == 4 => {
             sessions = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
@@ -1137,35 +1242,29 @@ fn resolve_reply(p: Pending, status: u8, body: Vec<u8>) {
             } else {
                 Outcome::NotFound
             };
-            entries = vec![(uid.clone(), fe.clone(), outcome)];
+            vec![(uid.clone(), fe.clone(), outcome)]
         }
-        (Part::Session(_) | Part::GetUid(_), Some(_)) => {
+        (Part::Session(_) | Part::GetUid(_), Some(s)) => {
             // Remote session calls: the caller decodes the reply itself.
-            let outcome = Outcome::Delivered;
-            let status = status.map_or(255, |s| s as u8);
             let reply = RawReply {
                 frontend: fe,
                 epoch: p.epoch,
-                status,
+                status: s as u8,
                 body,
             };
-            return p.ticket.resolve(p.lost(outcome), 0, Some(reply));
+            return (p.lost(Outcome::Delivered), 0, Some(reply));
         }
-        (_, Some(Status::NoSession)) => {
-            entries = p.lost(Outcome::NotFound);
-        }
+        (_, Some(Status::NoSession)) => p.lost(Outcome::NotFound),
         (_, Some(Status::Refused)) if body == frame::RESTARTED_RETRANSMIT => {
-            entries = p.lost(Outcome::Unconfirmed);
+            p.lost(Outcome::Unconfirmed)
         }
-        (_, Some(Status::Refused)) => {
-            entries = p.lost(Outcome::Backpressure);
-        }
+        (_, Some(Status::Refused)) => p.lost(Outcome::Backpressure),
         _ => {
             log::warn!("cluster: unexpected reply status {status:?} from {fe}");
-            entries = p.lost(Outcome::Unconfirmed);
+            p.lost(Outcome::Unconfirmed)
         }
-    }
-    p.ticket.resolve(entries, sessions, None);
+    };
+    (entries, sessions, None)
 }
 
 /// ±25 % around `d`, so several nodes' sweeps do not line up.

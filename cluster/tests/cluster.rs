@@ -14,6 +14,8 @@
 
 #[path = "support/harness.rs"]
 mod harness;
+#[path = "cluster/scenarios.rs"]
+mod scenarios;
 mod support;
 
 use std::net::SocketAddr;
@@ -31,6 +33,46 @@ use support::redis_server::RedisServer;
 const SCENARIOS: &[(&str, fn())] = &[
     ("harness_selftest", harness_selftest),
     ("pomelo_client_selftest", pomelo_client_selftest),
+    (
+        "push_reaches_a_client_on_another_frontend",
+        scenarios::push_across_frontends,
+    ),
+    (
+        "kick_by_uid_across_frontends",
+        scenarios::kick_across_frontends,
+    ),
+    (
+        "crashed_frontend_cleaned_within_its_lease",
+        scenarios::crash_cleanup,
+    ),
+    (
+        "restart_under_the_same_id_gets_a_new_epoch",
+        scenarios::restart_new_epoch,
+    ),
+    (
+        "redis_kill9_restart_under_a_steady_stream",
+        scenarios::redis_restart_stream,
+    ),
+    (
+        "swallowing_proxy_loses_nothing",
+        scenarios::swallowing_proxy,
+    ),
+    (
+        "swallowing_proxy_without_acks_loses_pushes",
+        scenarios::swallowing_proxy_mutant,
+    ),
+    (
+        "deadline_passed_is_unconfirmed_never_twice",
+        scenarios::deadline_unconfirmed,
+    ),
+    (
+        "single_session_with_concurrent_logins",
+        scenarios::single_session,
+    ),
+    (
+        "bad_frames_on_the_bus_are_counted_and_dropped",
+        scenarios::bad_frames,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -103,6 +145,7 @@ fn run_role(role: &str) -> ExitCode {
     match role {
         "echo" => role_echo(),
         "gate" => role_gate(),
+        "frontend" => scenarios::role_frontend(),
         other => {
             eprintln!("cluster test: unknown GH_ROLE {other:?}");
             ExitCode::FAILURE

@@ -179,9 +179,23 @@ fn cluster_wide_single_session_with_concurrent_binds() {
             (alive_a ^ alive_b) && holders == vec![expect.to_string()]
         };
         for (uid, sa, sb) in &rounds {
-            wait_until(&format!("one session left for {uid}"), || {
-                settled(uid, *sa, *sb)
-            });
+            let state = || {
+                format!(
+                    "{uid}: alive on a {}, on b {}, directory {:?}",
+                    a.service.get(*sa).is_some(),
+                    b.service.get(*sb).is_some(),
+                    backend.frontends_of(uid).unwrap()
+                )
+            };
+            let start = Instant::now();
+            while !settled(uid, *sa, *sb) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "not settled: {}",
+                    state()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         // Still exactly one after every kick of every round has been answered.
         let report = backend
