@@ -56,6 +56,7 @@ fi
 
 step "doctests"
 cargo test --doc --locked
+cargo test --doc -p gatehouse-cluster --locked
 
 step "unit and integration tests (nextest)"
 cargo nextest run --all-targets --locked --no-fail-fast --no-tests=fail
@@ -71,12 +72,12 @@ if ! command -v redis-server >/dev/null; then
 fi
 step "cluster: unit and integration tests (nextest)"
 # tests/cluster.rs (harness = false) lists no tests to nextest; it runs in the next step.
-cargo nextest run -p gatehouse-cluster --all-targets --locked --no-fail-fast --no-tests=fail
+cargo nextest run -p gatehouse-cluster --all-targets --features test-knobs --locked --no-fail-fast --no-tests=fail
 step "cluster: multi-process suite (tests/cluster.rs)"
 # Debug, not --release: it reuses the build nextest just made (a release build of the
 # dependencies costs ~90 s here; the suite's time is its timeouts, not CPU). Its last line,
 # `cluster: N passed, M failed`, is counted by .ci/run.
-cargo test -p gatehouse-cluster --test cluster --locked
+cargo test -p gatehouse-cluster --features test-knobs --test cluster --locked
 
 if [ "${SKIP_INTEROP:-0}" != 1 ]; then
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
