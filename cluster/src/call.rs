@@ -1,8 +1,8 @@
 //! The calls a [`Cluster`](crate::Cluster) handle hands to its bridge thread.
 
 use crate::report::SessionRef;
-use crate::ticket::Ticket;
 use crate::sync::Arc;
+use crate::ticket::Ticket;
 use bytes::Bytes;
 use std::time::Instant;
 

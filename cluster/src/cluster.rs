@@ -80,16 +80,21 @@ impl Cluster {
         )
     }
 
-    fn start(config: ClusterConfig, frontend: Option<FrontendPart>) -> Result<Cluster, ClusterError> {
+    fn start(
+        config: ClusterConfig,
+        frontend: Option<FrontendPart>,
+    ) -> Result<Cluster, ClusterError> {
         config.validate().map_err(ClusterError::Invalid)?;
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            ClusterError::Connect(format!("{}: {e}", node::redact(&config.url)))
-        })?;
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| ClusterError::Connect(format!("{}: {e}", node::redact(&config.url))))?;
         let directory = Directory::new(&config.prefix);
         let (ops_tx, ops_rx) = crossbeam_channel::bounded(config.queue);
         let (acks_tx, acks_rx) = crossbeam_channel::bounded(config.queue);
         if let Some(front) = &frontend {
-            if !front.link.attach(ops_tx.clone(), config.single_session.is_some()) {
+            if !front
+                .link
+                .attach(ops_tx.clone(), config.single_session.is_some())
+            {
                 return Err(ClusterError::Invalid(
                     "this FrontendLink is already attached to a cluster node".into(),
                 ));
@@ -113,7 +118,11 @@ impl Cluster {
             log::warn!("cluster: GH_TEST_NO_ACK=1: acknowledgements and retransmission are OFF");
         }
         let con = connect_and_prepare(&shared).map_err(|e| {
-            ClusterError::Connect(format!("{}: {}", node::redact(&shared.config.url), describe(&e)))
+            ClusterError::Connect(format!(
+                "{}: {}",
+                node::redact(&shared.config.url),
+                describe(&e)
+            ))
         })?;
         // The subscriber first: once start returns, nothing sent to this node is missed.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
@@ -428,24 +437,20 @@ impl Cluster {
         let ticket = self.submit(CallKind::Locate { uids })?;
         let report = PushTicket(ticket).wait();
         if report.count(Outcome::RedisDown) > 0 {
-            return Err(ClusterError::Connect("redis unreachable until the deadline".into()));
+            return Err(ClusterError::Connect(
+                "redis unreachable until the deadline".into(),
+            ));
         }
         Ok(report)
     }
 
     fn session_call(&self, at: &SessionRef, op: SessionOp) -> Result<(u8, Vec<u8>), RemoteError> {
-        let ticket = self.submit(CallKind::Session {
-            at: at.clone(),
-            op,
-        })?;
+        let ticket = self.submit(CallKind::Session { at: at.clone(), op })?;
         let (report, mut replies) = ticket.wait_for(None).unwrap_or_default();
         match replies.pop() {
             Some(reply) => Ok((reply.status, reply.body)),
             None => {
-                let outcome = report
-                    .entries
-                    .first()
-                    .map_or(Outcome::Unconfirmed, |e| e.2);
+                let outcome = report.entries.first().map_or(Outcome::Unconfirmed, |e| e.2);
                 if outcome == Outcome::NotFound {
                     Err(RemoteError::NoSession)
                 } else {
@@ -526,7 +531,10 @@ fn status_error(status: u8, body: &[u8]) -> RemoteError {
 
 fn parse_export(value: &Value, frontend: &str, epoch: u64) -> Result<RemoteSession, RemoteError> {
     let bad = |what: &str| RemoteError::BadReply(format!("session export without {what}"));
-    let id = value.get("id").and_then(Value::as_u64).ok_or_else(|| bad("id"))?;
+    let id = value
+        .get("id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("id"))?;
     let uid = value.get("uid").and_then(Value::as_str).map(str::to_string);
     let settings = match value.get("settings") {
         Some(Value::Object(map)) => map.clone(),

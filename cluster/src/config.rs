@@ -157,7 +157,9 @@ impl ClusterConfig {
             return Err("prefix must be 1..=64 bytes".into());
         }
         if self.heartbeat.is_zero() || self.lease_ttl < self.heartbeat * 2 {
-            return Err("lease_ttl must be at least twice the heartbeat (and heartbeat > 0)".into());
+            return Err(
+                "lease_ttl must be at least twice the heartbeat (and heartbeat > 0)".into(),
+            );
         }
         if self.sweep.is_zero() || self.deadline.is_zero() || self.retransmit_min.is_zero() {
             return Err("sweep, deadline and retransmit_min must be positive".into());

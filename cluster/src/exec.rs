@@ -51,14 +51,16 @@ pub(crate) fn execute(front: &FrontendPart, op: &Op<'_>) -> (Status, Vec<u8>) {
             let mut body = vec![0; 4];
             let mut reached = 0u32;
             for &sid in sids {
-                body.push(match sessions.send_message(Sid::from_raw(sid), frame.clone()) {
-                    Ok(()) => {
-                        reached += 1;
-                        DELIVERED
-                    }
-                    Err(e) if e.kind == gatehouse::SendErrorKind::UnknownSession => NOT_FOUND,
-                    Err(_) => REFUSED,
-                });
+                body.push(
+                    match sessions.send_message(Sid::from_raw(sid), frame.clone()) {
+                        Ok(()) => {
+                            reached += 1;
+                            DELIVERED
+                        }
+                        Err(e) if e.kind == gatehouse::SendErrorKind::UnknownSession => NOT_FOUND,
+                        Err(_) => REFUSED,
+                    },
+                );
             }
             body[..4].copy_from_slice(&reached.to_le_bytes());
             (Status::Ok, body)
@@ -130,7 +132,10 @@ pub(crate) fn execute(front: &FrontendPart, op: &Op<'_>) -> (Status, Vec<u8>) {
         },
         Op::ImportAll { sid, settings } => match serde_json::from_slice::<Settings>(settings) {
             Ok(settings) => text_result(sessions.import_all(Sid::from_raw(*sid), settings)),
-            Err(e) => (Status::Malformed, format!("import_all settings: {e}").into_bytes()),
+            Err(e) => (
+                Status::Malformed,
+                format!("import_all settings: {e}").into_bytes(),
+            ),
         },
         Op::GetSid { sid } => match sessions.snapshot(Sid::from_raw(*sid)) {
             Some(snapshot) => (Status::Ok, snapshot.export().to_string().into_bytes()),

@@ -195,7 +195,9 @@ impl Rx {
                         bump(&self.shared.stats.duplicates);
                         let ack = match inbound.remembered(h.seq) {
                             Some(ack) => ack.to_vec(),
-                            None => plain_ack(&self.shared, h.origin_epoch, inbound.acked_through()),
+                            None => {
+                                plain_ack(&self.shared, h.origin_epoch, inbound.acked_through())
+                            }
                         };
                         self.publish(origin, &ack);
                     }

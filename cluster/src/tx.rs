@@ -52,7 +52,10 @@ impl Pending {
         let fe = || self.frontend.clone();
         match &self.part {
             Part::Uids(uids) => uids.iter().map(|u| (u.clone(), fe(), outcome)).collect(),
-            Part::Sids(sids) => sids.iter().map(|s| (s.to_string(), fe(), outcome)).collect(),
+            Part::Sids(sids) => sids
+                .iter()
+                .map(|s| (s.to_string(), fe(), outcome))
+                .collect(),
             Part::Broadcast => vec![(fe(), fe(), outcome)],
             Part::KickUid(uid) | Part::GetUid(uid) => vec![(uid.clone(), fe(), outcome)],
             Part::Session(sid) => vec![(sid.to_string(), fe(), outcome)],
@@ -207,7 +210,9 @@ impl Tx {
             self.reconnect(now);
         }
         // Calls parked earlier go first (order per caller is kept).
-        if self.retry_at.is_some_and(|at| now >= at) || self.con.is_some() && self.retry_at.is_none() {
+        if self.retry_at.is_some_and(|at| now >= at)
+            || self.con.is_some() && self.retry_at.is_none()
+        {
             self.retry_at = None;
             if !self.parked.is_empty() {
                 let mut calls: Vec<Call> = self.parked.drain(..).collect();
@@ -280,10 +285,7 @@ impl Tx {
         } else {
             let con = self.con.as_mut().expect("connected");
             let routed = self.shared.directory.route(con, &uids)?;
-            uids.iter()
-                .map(|u| u.to_string())
-                .zip(routed)
-                .collect()
+            uids.iter().map(|u| u.to_string()).zip(routed).collect()
         };
         let needs_frontends = calls
             .iter()
@@ -307,7 +309,11 @@ impl Tx {
         let mut replaced = Vec::new();
         for h in current {
             for (key, stream) in &self.streams {
-                if key.0 == h.fid && key.1 != h.epoch && stream.out.is_empty() && stream.writer.is_none() {
+                if key.0 == h.fid
+                    && key.1 != h.epoch
+                    && stream.out.is_empty()
+                    && stream.writer.is_none()
+                {
                     replaced.push(key.clone());
                 }
             }
@@ -362,7 +368,15 @@ impl Tx {
                         package: &package,
                     };
                     let op = encode_op(&op);
-                    self.request(&ticket, fid, epoch, op, Part::Uids(uids), call.deadline, now);
+                    self.request(
+                        &ticket,
+                        fid,
+                        epoch,
+                        op,
+                        Part::Uids(uids),
+                        call.deadline,
+                        now,
+                    );
                 }
             }
             CallKind::PushSids { groups, package } => {
@@ -400,14 +414,30 @@ impl Tx {
                         below_gen: 0,
                     });
                     let part = Part::KickUid(uid.clone());
-                    self.request(&ticket, h.fid.clone(), h.epoch, op, part, call.deadline, now);
+                    self.request(
+                        &ticket,
+                        h.fid.clone(),
+                        h.epoch,
+                        op,
+                        part,
+                        call.deadline,
+                        now,
+                    );
                 }
             }
             CallKind::GetUid { uid } => {
                 for h in of(&uid) {
                     let op = encode_op(&frame::Op::GetUid { uid: &uid });
                     let part = Part::GetUid(uid.clone());
-                    self.request(&ticket, h.fid.clone(), h.epoch, op, part, call.deadline, now);
+                    self.request(
+                        &ticket,
+                        h.fid.clone(),
+                        h.epoch,
+                        op,
+                        part,
+                        call.deadline,
+                        now,
+                    );
                 }
             }
             CallKind::Locate { uids } => {
@@ -432,17 +462,23 @@ impl Tx {
                     }),
                     SessionOp::Bind(uid) => encode_op(&frame::Op::Bind { sid, uid }),
                     SessionOp::Unbind(uid) => encode_op(&frame::Op::Unbind { sid, uid }),
-                    SessionOp::Import(key, value) => encode_op(&frame::Op::Import {
-                        sid,
-                        key,
-                        value,
-                    }),
+                    SessionOp::Import(key, value) => {
+                        encode_op(&frame::Op::Import { sid, key, value })
+                    }
                     SessionOp::ImportAll(settings) => {
                         encode_op(&frame::Op::ImportAll { sid, settings })
                     }
                     SessionOp::Get => encode_op(&frame::Op::GetSid { sid }),
                 };
-                self.request(&ticket, at.frontend, at.epoch, op, Part::Session(sid), call.deadline, now);
+                self.request(
+                    &ticket,
+                    at.frontend,
+                    at.epoch,
+                    op,
+                    Part::Session(sid),
+                    call.deadline,
+                    now,
+                );
             }
         }
         ticket.seal();
@@ -470,8 +506,16 @@ impl Tx {
                 continue;
             }
             // Never sent: Redis was down, or the directory never listed the target.
-            let outcome = if down { Outcome::RedisDown } else { Outcome::Offline };
-            call.ticket.record(targets(&call.kind).into_iter().map(|t| (t, String::new(), outcome)));
+            let outcome = if down {
+                Outcome::RedisDown
+            } else {
+                Outcome::Offline
+            };
+            call.ticket.record(
+                targets(&call.kind)
+                    .into_iter()
+                    .map(|t| (t, String::new(), outcome)),
+            );
             call.ticket.seal();
         }
         self.parked = keep;
@@ -521,7 +565,13 @@ impl Tx {
             }
         }
         if stream.writer.is_none() {
-            match DataWriter::new(self.shared.tag, &self.shared.config.node_id, self.shared.epoch, epoch, max) {
+            match DataWriter::new(
+                self.shared.tag,
+                &self.shared.config.node_id,
+                self.shared.epoch,
+                epoch,
+                max,
+            ) {
                 Ok(w) => stream.writer = Some((w, Vec::new(), deadline)),
                 Err(_) => {
                     ticket.resolve(pending.lost(Outcome::Backpressure), 0, None);
@@ -602,7 +652,10 @@ impl Tx {
                 true
             });
             let total = stream.out.retransmits();
-            add(&self.shared.stats.retransmits, total - stream.retransmits_seen);
+            add(
+                &self.shared.stats.retransmits,
+                total - stream.retransmits_seen,
+            );
             stream.retransmits_seen = total;
         }
         if sent.is_empty() {
@@ -645,7 +698,10 @@ impl Tx {
         let down: Vec<(String, u64)> = self
             .streams
             .iter()
-            .filter(|(_, s)| s.no_listener_since.is_some_and(|t| now.duration_since(t) >= grace))
+            .filter(|(_, s)| {
+                s.no_listener_since
+                    .is_some_and(|t| now.duration_since(t) >= grace)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in down {
@@ -669,10 +725,18 @@ impl Tx {
         for (key, stream) in self.streams.iter_mut() {
             let reached = stream.reached_through;
             for (seq, reqs) in stream.out.expire(now) {
-                let never = if down { Outcome::RedisDown } else { Outcome::FrontendDown };
+                let never = if down {
+                    Outcome::RedisDown
+                } else {
+                    Outcome::FrontendDown
+                };
                 for req in reqs {
                     if let Some(p) = self.pending.remove(&req) {
-                        let outcome = if seq <= reached { Outcome::Unconfirmed } else { never };
+                        let outcome = if seq <= reached {
+                            Outcome::Unconfirmed
+                        } else {
+                            never
+                        };
                         p.ticket.resolve(p.lost(outcome), 0, None);
                     }
                 }
@@ -686,7 +750,11 @@ impl Tx {
 
     /// Resolves requests of a frame that will never be acknowledged.
     fn fail(&mut self, reqs: Vec<u32>, seq: u64, reached: u64, never_reached: Outcome) {
-        let outcome = if seq <= reached { Outcome::Unconfirmed } else { never_reached };
+        let outcome = if seq <= reached {
+            Outcome::Unconfirmed
+        } else {
+            never_reached
+        };
         for req in reqs {
             if let Some(p) = self.pending.remove(&req) {
                 p.ticket.resolve(p.lost(outcome), 0, None);
@@ -743,7 +811,10 @@ impl Tx {
         for uid in &self.dirty {
             // The local service is the truth; the entry follows whatever it says now, so
             // events arriving in any order still end right.
-            let bound = front.sessions.get_by_uid(uid).is_some_and(|l| !l.is_empty());
+            let bound = front
+                .sessions
+                .get_by_uid(uid)
+                .is_some_and(|l| !l.is_empty());
             if bound {
                 dir.pipe_bind(&mut pipe, uid, fid, epoch);
             } else {
@@ -823,11 +894,9 @@ impl Tx {
         }
         let started = Instant::now();
         let mut local: HashSet<String> = HashSet::new();
-        front
-            .sessions
-            .for_each_bound_session(|_, uid| {
-                local.insert(uid.as_str().to_string());
-            });
+        front.sessions.for_each_bound_session(|_, uid| {
+            local.insert(uid.as_str().to_string());
+        });
         let dir = &self.shared.directory;
         let (fid, epoch) = (&self.shared.config.node_id, self.shared.epoch);
         let con = self.con.as_mut().expect("connected");
@@ -881,7 +950,9 @@ impl Tx {
                     Ok(())
                 }
                 _ => {
-                    log::warn!("cluster: {fid}'s lease had expired; registering again and resyncing");
+                    log::warn!(
+                        "cluster: {fid}'s lease had expired; registering again and resyncing"
+                    );
                     self.shared.directory.register(con, fid, epoch, ttl)?;
                     self.resync = true;
                     self.resync_directory()
@@ -924,7 +995,10 @@ impl Tx {
                     stream.no_listener_since = None;
                 }
                 self.retry_at = Some(now);
-                log::info!("cluster: reconnected to redis {}", redact(&self.shared.config.url));
+                log::info!(
+                    "cluster: reconnected to redis {}",
+                    redact(&self.shared.config.url)
+                );
             }
             Err(e) => {
                 log::debug!("cluster: redis still unreachable: {e}");
@@ -943,23 +1017,30 @@ impl Tx {
             p.ticket.resolve(p.lost(Outcome::Unconfirmed), 0, None);
         }
         for call in self.parked.drain(..).chain(self.batch.drain(..)) {
-            call.ticket
-                .record(targets(&call.kind).into_iter().map(|t| (t, String::new(), Outcome::Cancelled)));
+            call.ticket.record(
+                targets(&call.kind)
+                    .into_iter()
+                    .map(|t| (t, String::new(), Outcome::Cancelled)),
+            );
             call.ticket.seal();
         }
         while let Ok(op) = self.ops.try_recv() {
             if let Op::Call(call) = op {
-                call.ticket
-                    .record(targets(&call.kind).into_iter().map(|t| (t, String::new(), Outcome::Cancelled)));
+                call.ticket.record(
+                    targets(&call.kind)
+                        .into_iter()
+                        .map(|t| (t, String::new(), Outcome::Cancelled)),
+                );
                 call.ticket.seal();
             }
         }
         if let (Some(con), Some(_)) = (self.con.as_mut(), self.shared.frontend.as_ref()) {
             // A clean stop removes this frontend's entries at once (no wait for the lease).
-            let _ = self
-                .shared
-                .directory
-                .deregister(con, &self.shared.config.node_id, self.shared.epoch);
+            let _ = self.shared.directory.deregister(
+                con,
+                &self.shared.config.node_id,
+                self.shared.epoch,
+            );
         }
     }
 }
@@ -1035,12 +1116,20 @@ fn resolve_reply(p: Pending, status: u8, body: Vec<u8>) {
         (Part::Broadcast, Some(Status::Ok)) if body.len() == 8 => {
             sessions = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
             let refused = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
-            let outcome = if refused > 0 { Outcome::Backpressure } else { Outcome::Delivered };
+            let outcome = if refused > 0 {
+                Outcome::Backpressure
+            } else {
+                Outcome::Delivered
+            };
             entries = vec![(fe.clone(), fe.clone(), outcome)];
         }
         (Part::KickUid(uid), Some(Status::Ok)) if body.len() == 4 => {
             sessions = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
-            let outcome = if sessions > 0 { Outcome::Delivered } else { Outcome::NotFound };
+            let outcome = if sessions > 0 {
+                Outcome::Delivered
+            } else {
+                Outcome::NotFound
+            };
             entries = vec![(uid.clone(), fe.clone(), outcome)];
         }
         (Part::Session(_) | Part::GetUid(_), Some(_)) => {

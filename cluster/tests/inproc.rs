@@ -45,7 +45,10 @@ impl Front {
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -62,7 +65,10 @@ fn push_kick_and_remote_session_calls_across_nodes() {
     wait_until("u1 in the directory", || {
         backend.frontends_of("u1").unwrap() == vec!["fe-a".to_string()]
     });
-    assert_eq!(backend.is_online(&["u1", "nobody"]).unwrap(), vec![true, false]);
+    assert_eq!(
+        backend.is_online(&["u1", "nobody"]).unwrap(),
+        vec![true, false]
+    );
 
     let package = gatehouse_cluster::encode_push("onChat", br#"{"m":1}"#).unwrap();
     let report = backend
@@ -70,7 +76,11 @@ fn push_kick_and_remote_session_calls_across_nodes() {
         .unwrap()
         .wait();
     assert_eq!(report.outcome("u1"), Some(Outcome::Delivered), "{report:?}");
-    assert_eq!(report.outcome("nobody"), Some(Outcome::Offline), "{report:?}");
+    assert_eq!(
+        report.outcome("nobody"),
+        Some(Outcome::Offline),
+        "{report:?}"
+    );
     assert_eq!(report.sessions, 1);
     let sent = fe.drain();
     assert!(
@@ -161,15 +171,24 @@ fn cluster_wide_single_session_with_concurrent_binds() {
             let alive_a = a.service.get(sa).is_some();
             let alive_b = b.service.get(sb).is_some();
             let holders = backend.frontends_of(uid).unwrap();
-            let expect = if alive_a { a.cluster.node_id() } else { b.cluster.node_id() };
+            let expect = if alive_a {
+                a.cluster.node_id()
+            } else {
+                b.cluster.node_id()
+            };
             (alive_a ^ alive_b) && holders == vec![expect.to_string()]
         };
         for (uid, sa, sb) in &rounds {
-            wait_until(&format!("one session left for {uid}"), || settled(uid, *sa, *sb));
+            wait_until(&format!("one session left for {uid}"), || {
+                settled(uid, *sa, *sb)
+            });
         }
         // Still exactly one after every kick of every round has been answered.
         let report = backend
-            .push_by_uids(&rounds.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), &b"x"[..])
+            .push_by_uids(
+                &rounds.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+                &b"x"[..],
+            )
             .unwrap()
             .wait();
         assert_eq!(report.count(Outcome::Delivered), rounds.len(), "{report:?}");
