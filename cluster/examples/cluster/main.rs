@@ -217,7 +217,16 @@ fn run(cli: &Cli) -> Result<(), String> {
     let backend = Cluster::connect(demo_config(&url, "be-demo", &prefix, cli.lease_ms))
         .map_err(|e| format!("backend: {e}"))?;
     let mut table = Table(Vec::new());
+    let mut pids = vec![
+        ("backend+clients", std::process::id()),
+        ("fe-a", fe_a.pid),
+        ("fe-b", fe_b.pid),
+    ];
+    if let Some(r) = &own {
+        pids.push(("redis", r.pid()));
+    }
     let result = phases(
+        &pids,
         cli,
         &url,
         &prefix,
@@ -255,6 +264,7 @@ fn run(cli: &Cli) -> Result<(), String> {
 
 #[allow(clippy::too_many_arguments)]
 fn phases(
+    pids: &[(&'static str, u32)],
     cli: &Cli,
     url: &str,
     prefix: &str,
@@ -280,8 +290,18 @@ fn phases(
     println!("\n[2] cross-frontend push: backend push_by_uids([uid on fe-b]), {} pushes/s, {n_paced} pushes", cli.rate);
     let lat_b = login(fe_b, "lat-b")?;
     wait_online(backend, &["lat-b".to_string()], Duration::from_secs(5))?;
+    let cpu = procs::CpuMeter::start(pids);
+    let frames = backend.stats().frames_sent;
     let (push, achieved, exact) = push_latency(backend, &lat_b, cli.rate, n_paced)?;
+    let frames = backend.stats().frames_sent - frames;
+    let (cpu, cpu_total) = cpu.stop();
     println!("    achieved {achieved:.0} pushes/s; {exact}");
+    println!(
+        "    {frames} bus frames ({:.2} pushes/frame); CPU: {cpu} → {:.0} µs CPU per push on {} cores",
+        n_paced as f64 / frames.max(1) as f64,
+        cpu_total as f64 * 1000.0 / n_paced as f64,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     table.add("2 push one-way (backend → fe-b client)", push.to_string());
     table.add(
         "2 push p50 / floor p50",
@@ -294,8 +314,10 @@ fn phases(
         "\n[3] peak: {} clients per gate, window {} tickets, {peak_secs} s",
         cli.clients, cli.window
     );
+    let cpu = procs::CpuMeter::start(pids);
     let (rate, detail) = peak(backend, fe_a, fe_b, cli.clients, cli.window, peak_secs)?;
     println!("    {detail}");
+    println!("    CPU: {}", cpu.stop().0);
     table.add(
         "3 peak cross-frontend pushes/s (at the clients)",
         format!("{rate:.0}/s"),

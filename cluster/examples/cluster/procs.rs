@@ -163,6 +163,8 @@ pub struct Gate {
     pub fid: String,
     /// Its pomelo TCP address.
     pub addr: SocketAddr,
+    /// Its process id.
+    pub pid: u32,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
     lines: crossbeam_channel::Receiver<Value>,
@@ -201,6 +203,7 @@ impl Gate {
         let mut gate = Gate {
             fid: fid.to_string(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pid: 0,
             child: Some(child),
             stdin,
             lines,
@@ -210,6 +213,7 @@ impl Gate {
             .as_str()
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| format!("gate {fid}: bad ready line {ready}"))?;
+        gate.pid = gate.child.as_ref().map_or(0, Child::id);
         Ok(gate)
     }
 
@@ -258,5 +262,45 @@ impl Gate {
 impl Drop for Gate {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`, assuming the
+/// usual 100 ticks per second; `None` where unavailable.
+pub fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10)
+}
+
+/// CPU used by a set of processes between two points.
+pub struct CpuMeter {
+    pids: Vec<(&'static str, u32, u64)>,
+}
+
+impl CpuMeter {
+    /// Starts counting for these `(name, pid)`s.
+    pub fn start(pids: &[(&'static str, u32)]) -> CpuMeter {
+        CpuMeter {
+            pids: pids
+                .iter()
+                .map(|(n, p)| (*n, *p, cpu_ms(*p).unwrap_or(0)))
+                .collect(),
+        }
+    }
+
+    /// `name N ms, …` and the total in ms.
+    pub fn stop(&self) -> (String, u64) {
+        let mut parts = Vec::new();
+        let mut total = 0;
+        for (name, pid, before) in &self.pids {
+            let used = cpu_ms(*pid).unwrap_or(*before).saturating_sub(*before);
+            total += used;
+            parts.push(format!("{name} {used} ms"));
+        }
+        (parts.join(", "), total)
     }
 }
