@@ -292,10 +292,11 @@ fn phases(
     wait_online(backend, &["lat-b".to_string()], Duration::from_secs(5))?;
     let cpu = procs::CpuMeter::start(pids);
     let frames = backend.stats().frames_sent;
-    let (push, achieved, exact) = push_latency(backend, &lat_b, cli.rate, n_paced)?;
+    let (push, achieved, exact, stalls) = push_latency(backend, &lat_b, cli.rate, n_paced)?;
     let frames = backend.stats().frames_sent - frames;
     let (cpu, cpu_total) = cpu.stop();
     println!("    achieved {achieved:.0} pushes/s; {exact}");
+    println!("    slow pushes: {stalls}");
     println!(
         "    {frames} bus frames ({:.2} pushes/frame); CPU: {cpu} → {:.0} µs CPU per push on {} cores",
         n_paced as f64 / frames.max(1) as f64,
@@ -569,10 +570,11 @@ fn push_latency(
     client: &Client,
     rate: u64,
     n: u64,
-) -> Result<(Lat, f64, String), String> {
+) -> Result<(Lat, f64, String, String), String> {
     std::thread::scope(|s| {
         let receiver = s.spawn(|| {
             let mut counts = vec![0u32; n as usize];
+            let mut by_seq = vec![0u64; n as usize];
             let mut lat = Vec::with_capacity(n as usize);
             let mut received = 0u64;
             while received < n {
@@ -581,17 +583,19 @@ fn push_latency(
                     Some(Event::Push { body, at_us, .. }) => {
                         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         if let (Some(t), Some(seq)) = (v["t"].as_u64(), v["s"].as_u64()) {
+                            let l = at_us.saturating_sub(t);
                             if let Some(c) = counts.get_mut(seq as usize) {
                                 *c += 1;
+                                by_seq[seq as usize] = l;
                             }
-                            lat.push(at_us.saturating_sub(t));
+                            lat.push(l);
                         }
                         received += 1;
                     }
                     _ => break,
                 }
             }
-            (lat, counts)
+            (lat, counts, by_seq)
         });
         let mut tickets = Vec::with_capacity(n as usize);
         let achieved = pace(rate, n, |i| {
@@ -610,7 +614,7 @@ fn push_latency(
                 *outcomes.entry(e.2).or_default() += 1;
             }
         }
-        let (lat, counts) = receiver
+        let (lat, counts, by_seq) = receiver
             .join()
             .map_err(|_| "receiver panicked".to_string())?;
         let achieved = achieved?;
@@ -625,8 +629,49 @@ fn push_latency(
         if once as u64 != n || delivered as u64 != n {
             return Err(format!("phase 2 lost or duplicated pushes: {exact}"));
         }
-        Ok((Lat::of(lat), achieved, exact))
+        let lat = Lat::of(lat);
+        Ok((lat, achieved, exact, stalls(&by_seq, lat.p50, rate)))
     })
+}
+
+/// Where the slow pushes (over 10 × p50 and 5 ms) sat in the run: episodes of consecutive
+/// slow sequence numbers, with when they started (send schedule) and their worst latency.
+fn stalls(by_seq: &[u64], p50: u64, rate: u64) -> String {
+    let limit = (p50 * 10).max(5_000);
+    let mut episodes: Vec<(usize, usize, u64)> = Vec::new();
+    for (seq, &l) in by_seq.iter().enumerate() {
+        if l <= limit {
+            continue;
+        }
+        match episodes.last_mut() {
+            Some(e) if seq <= e.1 + 10 => {
+                e.1 = seq;
+                e.2 = e.2.max(l);
+            }
+            _ => episodes.push((seq, seq, l)),
+        }
+    }
+    if episodes.is_empty() {
+        return format!("none over {} µs", limit);
+    }
+    let slow = by_seq.iter().filter(|l| **l > limit).count();
+    let list: Vec<String> = episodes
+        .iter()
+        .take(8)
+        .map(|(a, b, worst)| {
+            format!(
+                "at {} ms for {} pushes (worst {} µs)",
+                *a as u64 * 1000 / rate,
+                b - a + 1,
+                worst
+            )
+        })
+        .collect();
+    format!(
+        "{slow} over {limit} µs in {} episode(s): {}",
+        episodes.len(),
+        list.join("; ")
+    )
 }
 
 fn other_outcomes(outcomes: &HashMap<Outcome, usize>) -> String {
