@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const HANDSHAKE: u8 = 1;
 const HANDSHAKE_ACK: u8 = 2;
@@ -196,13 +196,10 @@ impl Client {
         (&self.stream)
             .write_all(&package(DATA, &msg)?)
             .map_err(|e| format!("request {route}: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match self.next_event(deadline.saturating_duration_since(Instant::now())) {
-                Some(Event::Response { id: got, body }) if got == id => return Ok(body),
-                Some(other) => return Err(format!("request {route}: unexpected {other:?}")),
-                None => return Err(format!("request {route}: no response within 5 s")),
-            }
+        match self.next_event(Duration::from_secs(5)) {
+            Some(Event::Response { id: got, body }) if got == id => Ok(body),
+            Some(other) => Err(format!("request {route}: unexpected {other:?}")),
+            None => Err(format!("request {route}: no response within 5 s")),
         }
     }
 

@@ -893,3 +893,57 @@ fn logger(role: &'static str) {
         log::set_max_level(log::LevelFilter::Warn);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, Lat};
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    #[test]
+    fn command_line() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["cluster"], args].concat());
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!((help.kind(), help.exit_code()), (ErrorKind::DisplayHelp, 0));
+        for flag in [
+            "--redis",
+            "--quick",
+            "--lease-ms",
+            "--rate",
+            "--window",
+            "--binds",
+        ] {
+            assert!(
+                help.to_string().contains(flag),
+                "{flag} missing from --help"
+            );
+        }
+        let unknown = parse(&["--bogus"]).unwrap_err();
+        assert_eq!(
+            (unknown.kind(), unknown.exit_code()),
+            (ErrorKind::UnknownArgument, 2)
+        );
+        assert_eq!(parse(&["stray"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["--lease-ms", "50"]).unwrap_err().exit_code(), 2);
+        let cli = parse(&[]).unwrap();
+        assert_eq!(
+            (cli.lease_ms, cli.rate, cli.window, cli.quick),
+            (2000, 10_000, 50_000, false)
+        );
+        let cli = parse(&["--quick", "--redis", "redis://127.0.0.1:7000/"]).unwrap();
+        assert!(cli.quick);
+        assert_eq!(cli.redis.as_deref(), Some("redis://127.0.0.1:7000/"));
+    }
+
+    #[test]
+    fn percentiles_index_the_sorted_samples() {
+        let lat = Lat::of((1..=1000).rev().collect());
+        assert_eq!(
+            (lat.p50, lat.p99, lat.p999, lat.max, lat.n),
+            (500, 990, 999, 1000, 1000)
+        );
+        let one = Lat::of(vec![7]);
+        assert_eq!((one.p50, one.p99, one.p999), (7, 7, 7));
+        assert_eq!(Lat::of(Vec::new()).n, 0);
+    }
+}
