@@ -132,7 +132,16 @@ impl Cluster {
         })?;
         // The subscriber first: once start returns, nothing sent to this node is missed.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        let rx = Rx::new(shared.clone(), acks_tx);
+        let (out_tx, out_rx) = crossbeam_channel::bounded(shared.config.queue);
+        let acker = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("gh-bus-ack".into())
+                .spawn(move || crate::acks::run(shared, out_rx))
+                .map_err(|e| ClusterError::Connect(format!("cannot start gh-bus-ack: {e}")))?
+        };
+        lock(&shared.threads).push(acker);
+        let rx = Rx::new(shared.clone(), acks_tx, out_tx);
         let rx_thread = std::thread::Builder::new()
             .name("gh-bus-rx".into())
             .spawn(move || rx.run(ready_tx))

@@ -2,6 +2,7 @@
 //!
 //! (Crate documentation: see the end of this work; modules below.)
 
+mod acks;
 mod call;
 mod cluster;
 mod config;

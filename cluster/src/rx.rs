@@ -6,6 +6,7 @@
 //! a frame of another cluster (prefix) is dropped; a frame for another incarnation of this node
 //! is answered without being executed. Nothing here panics on input.
 
+use crate::acks::AckOut;
 use crate::exec;
 use crate::frame::{self, Body, Reply, Status};
 use crate::node::{redact, AckIn, Shared};
@@ -28,18 +29,18 @@ pub(crate) struct Rx {
     acks: Sender<AckIn>,
     /// Per origin node: its epoch and our dedup state for it.
     inbound: HashMap<String, (u64, Inbound)>,
-    /// Publishes acknowledgements (its own connection: never waits behind the tx thread).
-    publisher: Option<redis::Connection>,
+    /// To gh-bus-ack, which publishes the acknowledgements.
+    acks_out: Sender<AckOut>,
     bad_log: LogLimit,
 }
 
 impl Rx {
-    pub(crate) fn new(shared: Arc<Shared>, acks: Sender<AckIn>) -> Rx {
+    pub(crate) fn new(shared: Arc<Shared>, acks: Sender<AckIn>, acks_out: Sender<AckOut>) -> Rx {
         Rx {
             shared,
             acks,
             inbound: HashMap::new(),
-            publisher: None,
+            acks_out,
             bad_log: LogLimit::default(),
         }
     }
@@ -181,6 +182,7 @@ impl Rx {
                             })
                             .collect();
                         let through = inbound.acked_through();
+                        // Kept for a duplicate of this frame (the sender missed our ack).
                         let ack = frame::encode_ack(
                             self.shared.tag,
                             &self.shared.config.node_id,
@@ -189,8 +191,13 @@ impl Rx {
                             through,
                             &replies,
                         );
-                        inbound.remember(h.seq, ack.clone());
-                        self.publish(origin, &ack);
+                        inbound.remember(h.seq, ack);
+                        self.send(AckOut::Replies {
+                            origin: origin.to_string(),
+                            origin_epoch: h.origin_epoch,
+                            through,
+                            replies: results,
+                        });
                     }
                     Verdict::Duplicate => {
                         bump(&self.shared.stats.duplicates);
@@ -200,12 +207,12 @@ impl Rx {
                                 plain_ack(&self.shared, h.origin_epoch, inbound.acked_through())
                             }
                         };
-                        self.publish(origin, &ack);
+                        self.raw(origin, ack);
                     }
                     Verdict::Gap => {
                         bump(&self.shared.stats.gaps);
                         let ack = plain_ack(&self.shared, h.origin_epoch, inbound.acked_through());
-                        self.publish(origin, &ack);
+                        self.raw(origin, ack);
                     }
                 }
             }
@@ -244,40 +251,19 @@ impl Rx {
             0,
             &replies,
         );
-        let origin = h.origin.to_string();
-        self.publish(&origin, &ack);
+        self.raw(h.origin, ack);
     }
 
-    fn publish(&mut self, node: &str, bytes: &[u8]) {
-        let channel = self.shared.directory.channel(node);
-        for _attempt in 0..2 {
-            if self.publisher.is_none() {
-                match self
-                    .shared
-                    .client
-                    .get_connection_with_timeout(self.shared.config.connect_timeout)
-                {
-                    Ok(con) => {
-                        let _ = con.set_write_timeout(Some(Duration::from_secs(2)));
-                        let _ = con.set_read_timeout(Some(Duration::from_secs(2)));
-                        self.publisher = Some(con);
-                    }
-                    // Lost ack: the sender retransmits and gets it again.
-                    Err(_) => return,
-                }
-            }
-            let Some(con) = self.publisher.as_mut() else {
-                return;
-            };
-            match redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(bytes)
-                .query::<i64>(con)
-            {
-                Ok(_) => return,
-                Err(_) => self.publisher = None,
-            }
-        }
+    /// Hands an ack to gh-bus-ack; a full queue drops it (the sender retransmits).
+    fn send(&self, ack: AckOut) {
+        let _ = self.acks_out.try_send(ack);
+    }
+
+    fn raw(&self, origin: &str, bytes: Vec<u8>) {
+        self.send(AckOut::Raw {
+            origin: origin.to_string(),
+            bytes,
+        });
     }
 }
 

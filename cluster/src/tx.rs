@@ -239,6 +239,11 @@ impl Tx {
             }
         }
         self.expire_parked(now);
+        if !self.parked.is_empty() {
+            // New calls queue behind the waiting ones: a later push to a user must never
+            // overtake an earlier one that waits (e.g. for the directory after a restart).
+            self.park_batch(now);
+        }
         if self.con.is_some() {
             if let Err(e) = self.work(now) {
                 self.lost_connection(now, &e);
@@ -349,7 +354,12 @@ impl Tx {
         self.forget_old_epochs(holders.values().flat_map(|h| &h.0).chain(&live));
         let grace = self.in_grace(now);
         for call in calls {
-            self.dispatch(call, &holders, &live, grace, now);
+            if self.parked.is_empty() {
+                self.dispatch(call, &holders, &live, grace, now);
+            } else {
+                // An earlier call of this turn is waiting: keep the order behind it.
+                self.park(call, now);
+            }
         }
         Ok(())
     }

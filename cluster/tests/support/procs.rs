@@ -126,13 +126,14 @@ impl Child {
 
     /// Kills the child with SIGKILL and reaps it. Idempotent; a no-op once it has exited.
     pub fn kill9(&mut self) {
-        self.stdin = None;
-        if self.status.is_some() {
-            return;
+        if self.status.is_none() {
+            // SIGKILL first, stdin after: closing stdin first would let the child exit
+            // cleanly before the signal (a crash test must see a crash).
+            // `Child::kill` errs only if the process was already reaped.
+            let _ = self.proc.kill();
+            self.status = self.proc.wait().ok();
         }
-        // `Child::kill` sends SIGKILL on Unix; it errs only if the process was already reaped.
-        let _ = self.proc.kill();
-        self.status = self.proc.wait().ok();
+        self.stdin = None;
     }
 
     /// Closes the child's stdin: a role's command loop ends then, and the child exits.
