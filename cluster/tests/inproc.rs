@@ -315,3 +315,134 @@ fn assert_stream(seqs: &[u32], n: u32) {
         seqs.len()
     );
 }
+
+/// A wrong password is a clear startup error that names the problem and never the password;
+/// an ACL user with the right password connects.
+#[test]
+fn credentials_are_checked_at_startup() {
+    let redis = RedisServer::start_tcp_with(&["--requirepass", "s3cret"]);
+    let url = redis.url();
+    let base = url.trim_start_matches("redis://");
+    let wrong = format!("redis://default:nope-nope@{base}");
+    let err = Cluster::connect(fast(&wrong, "be-auth"))
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("authentication"), "{text}");
+    assert!(!text.contains("nope-nope"), "the password leaked: {text}");
+    let missing = Cluster::connect(fast(&url, "be-auth"))
+        .err()
+        .expect("refused");
+    assert!(missing.to_string().contains("authentication"), "{missing}");
+
+    let mut admin = redis::Client::open(format!("redis://default:s3cret@{base}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "gate", "on", ">gatepw", "~*", "&*", "+@all"][..])
+        .query(&mut admin)
+        .unwrap();
+    let ok = Cluster::connect(fast(&format!("redis://gate:gatepw@{base}"), "be-acl")).unwrap();
+    ok.shutdown();
+}
+
+/// Two clusters (prefixes) on one Redis never see each other: a backend of one finds the
+/// other's users offline, and a frame published on the other's channel is dropped as foreign.
+#[test]
+fn prefixes_keep_clusters_apart() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let link = FrontendLink::new();
+    let service = Arc::new(
+        SessionService::with_listener(
+            SessionConfig::default().frontend_id("fe-x").shards(1),
+            link.clone(),
+        )
+        .unwrap(),
+    );
+    let front = Cluster::start_frontend(
+        fast(&url, "fe-x").prefix("one"),
+        link,
+        Sessions::new(service.clone(), None),
+    )
+    .unwrap();
+    let sid = service.create(None).unwrap();
+    service.bind(sid, "shared-uid").unwrap();
+    let same = Cluster::connect(fast(&url, "be-one").prefix("one")).unwrap();
+    let other = Cluster::connect(fast(&url, "be-two").prefix("two")).unwrap();
+    wait_until("listed in cluster one", || {
+        same.is_online(&["shared-uid"]).unwrap() == vec![true]
+    });
+    assert_eq!(other.is_online(&["shared-uid"]).unwrap(), vec![false]);
+    let report = other
+        .push_by_uids(&["shared-uid"], &b"x"[..])
+        .unwrap()
+        .wait();
+    assert_eq!(report.outcome("shared-uid"), Some(Outcome::Offline));
+    // A frame of cluster "two" published on cluster one's channel by hand.
+    let mut w = gatehouse_cluster::frame::DataWriter::new(
+        gatehouse_cluster::frame::cluster_tag("two"),
+        "be-two",
+        other.epoch(),
+        front.epoch(),
+        1 << 20,
+    )
+    .unwrap();
+    w.push(
+        1,
+        &gatehouse_cluster::frame::Op::KickUid {
+            uid: "shared-uid",
+            reason: None,
+            below_gen: 0,
+        },
+    )
+    .unwrap();
+    let mut bytes = w.finish();
+    gatehouse_cluster::frame::set_seq(&mut bytes, 1);
+    gatehouse_cluster::frame::set_floor(&mut bytes, 1);
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("one:to:fe-x")
+        .arg(bytes)
+        .query(&mut raw)
+        .unwrap();
+    wait_until("the foreign frame counted", || {
+        front.stats().foreign_frames == 1
+    });
+    assert!(service.get(sid).is_some(), "a foreign frame was executed");
+    for c in [front, same, other] {
+        c.shutdown();
+    }
+}
+
+/// A clean shutdown removes the frontend's entries at once (no wait for the lease).
+#[test]
+fn clean_shutdown_deregisters_at_once() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let fe = frontend(&url, "fe-bye");
+    let backend =
+        Cluster::connect(fast(&url, "be-bye").lease_ttl(Duration::from_secs(60))).unwrap();
+    let sid = fe.service.create(None).unwrap();
+    fe.service.bind(sid, "leaving").unwrap();
+    wait_until("listed", || {
+        backend.is_online(&["leaving"]).unwrap() == vec![true]
+    });
+    fe.cluster.shutdown();
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let field: bool = redis::cmd("HEXISTS")
+        .arg("gh:uid:leaving")
+        .arg("fe-bye")
+        .query(&mut raw)
+        .unwrap();
+    assert!(!field, "the entry outlived a clean shutdown");
+    assert_eq!(backend.is_online(&["leaving"]).unwrap(), vec![false]);
+    backend.shutdown();
+}
