@@ -91,36 +91,44 @@ fn coalesce(shared: &Shared, acks: impl Iterator<Item = AckOut>) -> Vec<(String,
             })
             .collect();
         // Split so every frame fits; each carries the cumulative ack.
-        let mut start = 0;
-        loop {
-            let mut end = start;
-            while end < replies.len()
-                && end - start < u16::MAX as usize
-                && frame::ack_len(me, &replies[start..=end]) <= max
-            {
-                end += 1;
-            }
-            if end == start && end < replies.len() {
-                // One reply alone exceeds a frame (a huge export): send it anyway; the
-                // receiver's limit is the same, so it will be refused there and counted.
-                end += 1;
-            }
+        for range in split(me, &replies, max) {
             let bytes = frame::encode_ack(
                 shared.tag,
                 me,
                 shared.epoch,
                 epoch,
                 m.through,
-                &replies[start..end],
+                &replies[range],
             );
             out.push((origin.clone(), bytes));
-            start = end;
-            if start >= replies.len() {
-                break;
-            }
         }
     }
     out
+}
+
+/// Consecutive ranges of `replies` whose ack frames from `me` fit in `max` bytes (sizes summed
+/// in one pass; at least one range, empty for no replies). A reply too large for any frame goes
+/// alone (the receiver refuses and counts it) rather than looping.
+fn split(me: &str, replies: &[Reply<'_>], max: usize) -> Vec<std::ops::Range<usize>> {
+    let empty = frame::ack_len(me, &[]);
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    loop {
+        let (mut end, mut len) = (start, empty);
+        while end < replies.len() && end - start < u16::MAX as usize {
+            let add = frame::ack_len(me, &replies[end..=end]) - empty;
+            if len + add > max && end > start {
+                break;
+            }
+            len += add;
+            end += 1;
+        }
+        ranges.push(start..end);
+        start = end;
+        if start >= replies.len() {
+            return ranges;
+        }
+    }
 }
 
 fn publish(shared: &Shared, con: &mut Option<redis::Connection>, frames: &[(String, Vec<u8>)]) {
@@ -156,5 +164,36 @@ fn publish(shared: &Shared, con: &mut Option<redis::Connection>, frames: &[(Stri
             Ok(()) => return,
             Err(_) => *con = None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(body: &[u8]) -> Reply<'_> {
+        Reply {
+            req: 1,
+            status: Status::Ok,
+            body,
+        }
+    }
+
+    #[test]
+    fn splits_replies_into_frames_that_fit() {
+        let body = [7u8; 100];
+        let replies: Vec<Reply<'_>> = (0..50).map(|_| reply(&body)).collect();
+        let one = frame::ack_len("fe", &replies[..1]);
+        let max = frame::ack_len("fe", &replies[..10]);
+        let ranges = split("fe", &replies, max);
+        assert_eq!(ranges.len(), 5, "{ranges:?}");
+        assert!(ranges
+            .iter()
+            .all(|r| frame::ack_len("fe", &replies[r.clone()]) <= max));
+        assert_eq!(ranges.iter().map(|r| r.len()).sum::<usize>(), 50);
+        // Nothing to say but the cumulative ack: one empty frame.
+        assert_eq!(split("fe", &[], max), vec![0..0]);
+        // A reply larger than any frame goes alone instead of looping.
+        assert_eq!(split("fe", &replies[..3], one - 1), vec![0..1, 1..2, 2..3]);
     }
 }

@@ -437,15 +437,13 @@ impl Cluster {
     pub fn is_online<S: AsRef<str>>(&self, uids: &[S]) -> Result<Vec<bool>, ClusterError> {
         let list = check_uids(uids)?;
         let report = self.locate(list.clone())?;
-        Ok(list
+        let online: std::collections::HashSet<&str> = report
+            .entries
             .iter()
-            .map(|u| {
-                report
-                    .entries
-                    .iter()
-                    .any(|e| &e.0 == u && e.2 == Outcome::Delivered)
-            })
-            .collect())
+            .filter(|e| e.2 == Outcome::Delivered)
+            .map(|e| e.0.as_str())
+            .collect();
+        Ok(list.iter().map(|u| online.contains(u.as_str())).collect())
     }
 
     fn locate(&self, uids: Vec<String>) -> Result<PushReport, ClusterError> {

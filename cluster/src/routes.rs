@@ -10,6 +10,7 @@
 
 use crate::directory::Holder;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// At most this many uids are remembered; past it the cache starts over.
@@ -17,7 +18,7 @@ const MAX_ENTRIES: usize = 100_000;
 
 pub(crate) struct RouteCache {
     ttl: Duration,
-    map: HashMap<String, (Vec<Holder>, Instant)>,
+    map: HashMap<String, (Arc<[Holder]>, Instant)>,
 }
 
 impl RouteCache {
@@ -30,13 +31,13 @@ impl RouteCache {
     }
 
     /// The holders of `uid` if remembered and younger than the TTL.
-    pub(crate) fn get(&self, uid: &str, now: Instant) -> Option<&[Holder]> {
+    pub(crate) fn get(&self, uid: &str, now: Instant) -> Option<&Arc<[Holder]>> {
         let (holders, at) = self.map.get(uid)?;
-        (now.duration_since(*at) < self.ttl).then_some(holders.as_slice())
+        (now.duration_since(*at) < self.ttl).then_some(holders)
     }
 
     /// Remembers a fresh answer from Redis (only if someone holds the uid).
-    pub(crate) fn put(&mut self, uid: &str, holders: &[Holder], now: Instant) {
+    pub(crate) fn put(&mut self, uid: &str, holders: &Arc<[Holder]>, now: Instant) {
         if self.ttl.is_zero() {
             return;
         }
@@ -47,7 +48,7 @@ impl RouteCache {
         if self.map.len() >= MAX_ENTRIES {
             self.map.clear();
         }
-        self.map.insert(uid.to_string(), (holders.to_vec(), now));
+        self.map.insert(uid.to_string(), (holders.clone(), now));
     }
 
     pub(crate) fn forget(&mut self, uid: &str) {
@@ -70,16 +71,16 @@ mod tests {
     fn remembers_positive_answers_for_the_ttl_only() {
         let t0 = Instant::now();
         let mut cache = RouteCache::new(Duration::from_secs(1));
-        cache.put("u", &[h("fe-a")], t0);
-        assert_eq!(cache.get("u", t0), Some(&[h("fe-a")][..]));
+        cache.put("u", &Arc::from([h("fe-a")]), t0);
+        assert_eq!(cache.get("u", t0).map(|h| &h[..]), Some(&[h("fe-a")][..]));
         assert_eq!(cache.get("u", t0 + Duration::from_secs(1)), None);
-        cache.put("u", &[], t0);
+        cache.put("u", &Arc::from([]), t0);
         assert_eq!(
             cache.get("u", t0),
             None,
             "an offline answer clears the entry"
         );
-        cache.put("v", &[h("fe-b")], t0);
+        cache.put("v", &Arc::from([h("fe-b")]), t0);
         cache.forget("v");
         assert_eq!(cache.get("v", t0), None);
     }
@@ -88,7 +89,7 @@ mod tests {
     fn zero_ttl_disables() {
         let t0 = Instant::now();
         let mut cache = RouteCache::new(Duration::ZERO);
-        cache.put("u", &[h("fe-a")], t0);
+        cache.put("u", &Arc::from([h("fe-a")]), t0);
         assert_eq!(cache.get("u", t0), None);
     }
 }

@@ -341,17 +341,18 @@ impl Tx {
                 return Err(e);
             }
         };
-        let mut holders: HashMap<String, (Vec<Holder>, bool)> = HashMap::new();
+        let mut holders: HashMap<String, (std::sync::Arc<[Holder]>, bool)> = HashMap::new();
         for (uid, held) in ask.iter().zip(routed) {
+            let held: std::sync::Arc<[Holder]> = held.into();
             self.routes.put(uid, &held, now);
             holders.insert(uid.to_string(), (held, false));
         }
         for uid in cached {
             if let Some(held) = self.routes.get(uid, now) {
-                holders.insert(uid.to_string(), (held.to_vec(), true));
+                holders.insert(uid.to_string(), (held.clone(), true));
             }
         }
-        self.forget_old_epochs(holders.values().flat_map(|h| &h.0).chain(&live));
+        self.forget_old_epochs(holders.values().flat_map(|h| h.0.iter()).chain(&live));
         let grace = self.in_grace(now);
         for call in calls {
             if self.parked.is_empty() {
@@ -387,12 +388,12 @@ impl Tx {
     fn dispatch(
         &mut self,
         call: Call,
-        holders: &HashMap<String, (Vec<Holder>, bool)>,
+        holders: &HashMap<String, (std::sync::Arc<[Holder]>, bool)>,
         live: &[Holder],
         grace: bool,
         now: Instant,
     ) {
-        let of = |uid: &str| holders.get(uid).map(|h| h.0.as_slice()).unwrap_or(&[]);
+        let of = |uid: &str| holders.get(uid).map(|h| &h.0[..]).unwrap_or(&[]);
         let from_cache = |uid: &str| holders.get(uid).is_some_and(|h| h.1);
         // During the recovery grace an empty directory answer may just mean "not resynced yet".
         let offline_retry = grace
