@@ -76,6 +76,10 @@ if [ "$mutants" = 1 ]; then
         "broadcast_skip_notify|broadcast|broadcast_racing_close|deadlock"
         "broadcast_push_unlocked|broadcast|broadcast_racing_close|queued after its Close"
         "handoff_check_outside_lock|handoff|handoff_never_strands_an_item|deadlock"
+        "ticket_notify_before_done|cluster_ticket|ticket_waiter_sees_complete_report|deadlock"
+        "ticket_done_ignores_seal|cluster_ticket|ticket_waiter_sees_complete_report|half-resolved report"
+        "claims_fence_ignores_gen|cluster_claims|claims_highest_generation_survives|it must survive iff"
+        "claims_granted_ignores_fence|cluster_claims|claims_highest_generation_survives|it must survive iff"
     )
     survived=()
     for row in "${MUTANTS[@]}"; do
