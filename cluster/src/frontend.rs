@@ -113,6 +113,8 @@ pub(crate) struct Claims {
 impl Claims {
     /// Our claim for `sid` returned `gen`: true if the session keeps the uid.
     pub(crate) fn granted(&mut self, sid: Sid, uid: &str, gen: u64) -> bool {
+        // Seeded bug for the loom model: a kick that arrived before the claim returned is ignored.
+        #[cfg(not(gatehouse_loom_mutant = "claims_granted_ignores_fence"))]
         if self.fences.get(uid).is_some_and(|f| f.0 > gen) {
             return false;
         }
@@ -130,7 +132,12 @@ impl Claims {
         bound
             .iter()
             .copied()
-            .filter(|sid| self.gens.get(sid).is_some_and(|g| *g < below))
+            .filter(|sid| {
+                // Seeded bug for the loom model: every bound session is kicked, whatever its
+                // claim's generation.
+                cfg!(gatehouse_loom_mutant = "claims_fence_ignores_gen")
+                    || self.gens.get(sid).is_some_and(|g| *g < below)
+            })
             .collect()
     }
 

@@ -119,6 +119,11 @@ mod sync;
 mod ticket;
 mod tx;
 
+// Hooks for loom-tests/ only (`--cfg gatehouse_loom`): not public API, outside semver.
+#[cfg(gatehouse_loom)]
+#[doc(hidden)]
+pub mod __loom;
+
 pub use cluster::{encode_push, Cluster};
 pub use config::ClusterConfig;
 pub use directory::ClaimMode;

@@ -32,7 +32,10 @@ struct State {
 
 impl State {
     fn done(&self) -> bool {
-        self.sealed && self.outstanding == 0
+        // Seeded bug for the loom model: complete as soon as no part is outstanding, even if
+        // routing may still expect more.
+        let sealed = self.sealed || cfg!(gatehouse_loom_mutant = "ticket_done_ignores_seal");
+        sealed && self.outstanding == 0
     }
 }
 
@@ -70,8 +73,14 @@ impl Ticket {
         state.report.sessions += sessions;
         state.replies.extend(reply);
         debug_assert!(state.outstanding > 0, "a part resolved twice");
+        // Seeded bug for the loom model: the done check before this part counts as resolved,
+        // so the last part resolving after the seal wakes no one.
+        #[cfg(gatehouse_loom_mutant = "ticket_notify_before_done")]
+        let done = state.done();
         state.outstanding = state.outstanding.saturating_sub(1);
-        if state.done() {
+        #[cfg(not(gatehouse_loom_mutant = "ticket_notify_before_done"))]
+        let done = state.done();
+        if done {
             drop(state);
             self.ready.notify_all();
         }

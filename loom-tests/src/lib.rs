@@ -44,7 +44,11 @@ mod imp {
         let iterations = Arc::new(AtomicUsize::new(0));
         let counter = iterations.clone();
         let bound = builder.preemption_bound;
-        let mutant = gatehouse::__private::loom::MUTANT.unwrap_or("none");
+        #[cfg(feature = "cluster")]
+        let mutant = gatehouse::__private::loom::MUTANT.or(gatehouse_cluster::__loom::MUTANT);
+        #[cfg(not(feature = "cluster"))]
+        let mutant = gatehouse::__private::loom::MUTANT;
+        let mutant = mutant.unwrap_or("none");
         // Printed first, so a failing run's log still shows which build it ran (bin/loom.sh
         // checks that a mutant's run really carried the mutant).
         println!("loom model {name}: checking (mutant {mutant})");
