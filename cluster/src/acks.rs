@@ -33,7 +33,7 @@ pub(crate) enum AckOut {
 const ROUND: usize = 4096;
 
 pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<AckOut>) {
-    let mut con: Option<redis::Connection> = None;
+    let mut link: Option<Box<dyn crate::backplane::Link>> = None;
     let mut round = Vec::with_capacity(64);
     while !shared.stop.load(Ordering::Acquire) {
         match queue.recv_timeout(Duration::from_millis(100)) {
@@ -48,7 +48,7 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<AckOut>) {
             }
         }
         let frames = coalesce(&shared, round.drain(..));
-        publish(&shared, &mut con, &frames);
+        publish(&shared, &mut link, &frames);
     }
 }
 
@@ -131,38 +131,34 @@ fn split(me: &str, replies: &[Reply<'_>], max: usize) -> Vec<std::ops::Range<usi
     }
 }
 
-fn publish(shared: &Shared, con: &mut Option<redis::Connection>, frames: &[(String, Vec<u8>)]) {
+fn publish(
+    shared: &Shared,
+    link: &mut Option<Box<dyn crate::backplane::Link>>,
+    frames: &[(String, Vec<u8>)],
+) {
     if frames.is_empty() {
         return;
     }
+    let channels: Vec<String> = frames.iter().map(|f| shared.bus.channel(&f.0)).collect();
+    let batch: Vec<(&str, &[u8])> = channels
+        .iter()
+        .zip(frames)
+        .map(|(c, f)| (c.as_str(), f.1.as_slice()))
+        .collect();
     for _attempt in 0..2 {
-        if con.is_none() {
-            match shared
-                .client
-                .get_connection_with_timeout(shared.config.connect_timeout)
-            {
-                Ok(c) => {
-                    let _ = c.set_write_timeout(Some(Duration::from_secs(2)));
-                    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-                    *con = Some(c);
-                }
+        if link.is_none() {
+            match shared.bus.connect() {
+                Ok(l) => *link = Some(l),
                 // Lost acks: the senders retransmit and are answered again.
                 Err(_) => return,
             }
         }
-        let Some(c) = con.as_mut() else {
+        let Some(l) = link.as_mut() else {
             return;
         };
-        let mut pipe = redis::pipe();
-        for (origin, bytes) in frames {
-            pipe.cmd("PUBLISH")
-                .arg(shared.directory.channel(origin))
-                .arg(bytes.as_slice())
-                .ignore();
-        }
-        match pipe.query::<()>(c) {
-            Ok(()) => return,
-            Err(_) => *con = None,
+        match l.publish(&batch) {
+            Ok(_) => return,
+            Err(_) => *link = None,
         }
     }
 }

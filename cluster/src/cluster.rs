@@ -1,11 +1,12 @@
 //! [`Cluster`]: the handle game code calls, from any thread, on a frontend or a backend.
 
+use crate::backplane::Backplane;
 use crate::call::{Call, CallKind, Op, SessionOp};
 use crate::config::ClusterConfig;
-use crate::directory::Directory;
 use crate::frame;
 use crate::frontend::FrontendLink;
 use crate::node::{self, FrontendPart, Shared};
+use crate::redis_backplane::RedisBackplane;
 use crate::report::{ClusterError, Outcome, PushReport, RemoteError, RemoteSession, SessionRef};
 use crate::rx::Rx;
 use crate::stats::ClusterStats;
@@ -54,7 +55,20 @@ impl Cluster {
     /// [`ClusterError::Connect`] if Redis cannot be reached or refuses the credentials (the
     /// message says which, without the password); [`ClusterError::Invalid`] for a bad config.
     pub fn connect(config: ClusterConfig) -> Result<Cluster, ClusterError> {
-        Cluster::start(config, None)
+        Cluster::start(config, None, None)
+    }
+
+    /// As [`connect`](Self::connect), on another engine than the built-in Redis one (the
+    /// [`Backplane`] seam; `config.url` and `subscriber_url` are then unused).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub fn connect_on(
+        config: ClusterConfig,
+        bus: Box<dyn Backplane>,
+    ) -> Result<Cluster, ClusterError> {
+        Cluster::start(config, Some(bus), None)
     }
 
     /// Starts a frontend node serving `sessions` (from [`Server::service`](gatehouse::server::Server::service)),
@@ -69,29 +83,47 @@ impl Cluster {
         link: std::sync::Arc<FrontendLink>,
         sessions: Sessions,
     ) -> Result<Cluster, ClusterError> {
-        Cluster::start(
-            config,
-            Some(FrontendPart {
-                sessions,
-                link,
-                claims: Default::default(),
-            }),
-        )
+        Cluster::start_frontend_on(config, None, link, sessions)
+    }
+
+    /// As [`start_frontend`](Self::start_frontend), on another engine than the built-in Redis
+    /// one (`None`: Redis from `config`).
+    ///
+    /// # Errors
+    ///
+    /// As [`start_frontend`](Self::start_frontend).
+    pub fn start_frontend_on(
+        config: ClusterConfig,
+        bus: Option<Box<dyn Backplane>>,
+        link: std::sync::Arc<FrontendLink>,
+        sessions: Sessions,
+    ) -> Result<Cluster, ClusterError> {
+        let front = FrontendPart {
+            sessions,
+            link,
+            claims: Default::default(),
+        };
+        Cluster::start(config, bus, Some(front))
     }
 
     fn start(
         config: ClusterConfig,
+        bus: Option<Box<dyn Backplane>>,
         frontend: Option<FrontendPart>,
     ) -> Result<Cluster, ClusterError> {
         config.validate().map_err(ClusterError::Invalid)?;
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| ClusterError::Connect(format!("{}: {e}", node::redact(&config.url))))?;
-        let sub_client = match &config.subscriber_url {
-            None => client.clone(),
-            Some(url) => redis::Client::open(url.as_str())
-                .map_err(|e| ClusterError::Connect(format!("{}: {e}", node::redact(url))))?,
+        let bus = match bus {
+            Some(bus) => bus,
+            None => Box::new(
+                RedisBackplane::new(
+                    &config.url,
+                    config.subscriber_url.as_deref(),
+                    &config.prefix,
+                    config.connect_timeout,
+                )
+                .map_err(|e| ClusterError::Connect(e.to_string()))?,
+            ),
         };
-        let directory = Directory::new(&config.prefix);
         let (ops_tx, ops_rx) = crossbeam_channel::bounded(config.queue);
         let (acks_tx, acks_rx) = crossbeam_channel::bounded(config.queue);
         if let Some(front) = &frontend {
@@ -106,11 +138,9 @@ impl Cluster {
         }
         let shared = Arc::new(Shared {
             tag: frame::cluster_tag(&config.prefix),
-            channel: directory.channel(&config.node_id),
+            channel: bus.channel(&config.node_id),
             epoch: node::new_epoch(),
-            directory,
-            client,
-            sub_client,
+            bus,
             ops: ops_tx,
             stats: Default::default(),
             stop: AtomicBool::new(false),
@@ -123,13 +153,7 @@ impl Cluster {
         if shared.no_ack {
             log::warn!("cluster: GH_TEST_NO_ACK=1: acknowledgements and retransmission are OFF");
         }
-        let con = connect_and_prepare(&shared).map_err(|e| {
-            ClusterError::Connect(format!(
-                "{}: {}",
-                node::redact(&shared.config.url),
-                describe(&e)
-            ))
-        })?;
+        let con = connect_and_prepare(&shared).map_err(|e| ClusterError::Connect(e.to_string()))?;
         // The subscriber first: once start returns, nothing sent to this node is missed.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let (out_tx, out_rx) = crossbeam_channel::bounded(shared.config.queue);
@@ -562,15 +586,4 @@ fn parse_export(value: &Value, frontend: &str, epoch: u64) -> Result<RemoteSessi
         uid,
         settings,
     })
-}
-
-/// A readable reason for a failed connect (authentication, refused, timeout…).
-fn describe(e: &redis::RedisError) -> String {
-    let text = e.to_string();
-    let lower = text.to_lowercase();
-    if lower.contains("wrongpass") || lower.contains("auth") || lower.contains("noperm") {
-        format!("authentication failed ({text})")
-    } else {
-        text
-    }
 }

@@ -102,6 +102,7 @@
 //! with an ACL user and keep it off public networks.
 
 mod acks;
+pub mod backplane;
 mod call;
 mod cluster;
 mod config;
@@ -110,6 +111,7 @@ mod exec;
 pub mod frame;
 mod frontend;
 mod node;
+pub mod redis_backplane;
 pub mod reliable;
 mod report;
 mod routes;
@@ -124,6 +126,7 @@ mod tx;
 #[doc(hidden)]
 pub mod __loom;
 
+pub use backplane::{Backplane, BusError};
 pub use cluster::{encode_push, Cluster};
 pub use config::ClusterConfig;
 pub use directory::ClaimMode;

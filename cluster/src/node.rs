@@ -16,7 +16,6 @@
 
 use crate::call::Op;
 use crate::config::ClusterConfig;
-use crate::directory::Directory;
 use crate::frontend::FrontendLink;
 use crate::stats::Stats;
 use crate::sync::Mutex;
@@ -43,11 +42,10 @@ pub(crate) struct Shared {
     pub(crate) config: ClusterConfig,
     pub(crate) epoch: u64,
     pub(crate) tag: u32,
-    pub(crate) directory: Directory,
+    /// The engine (Redis by default).
+    pub(crate) bus: Box<dyn crate::backplane::Backplane>,
+    /// This node's own channel.
     pub(crate) channel: String,
-    pub(crate) client: redis::Client,
-    /// For the subscriber connection (`subscriber_url`, or the same as `client`).
-    pub(crate) sub_client: redis::Client,
     pub(crate) ops: Sender<Op>,
     pub(crate) stats: Stats,
     pub(crate) stop: AtomicBool,
@@ -74,14 +72,7 @@ pub(crate) fn new_epoch() -> u64 {
 
 /// The URL with any password replaced, for messages and logs.
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
-        }
-        _ => url.to_string(),
-    }
+    crate::directory::redact_url(url)
 }
 
 /// Whether the test knob is on (compiled only with the `test-knobs` feature).

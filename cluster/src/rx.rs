@@ -9,7 +9,7 @@
 use crate::acks::AckOut;
 use crate::exec;
 use crate::frame::{self, Body, Reply, Status};
-use crate::node::{redact, AckIn, Shared};
+use crate::node::{AckIn, Shared};
 use crate::reliable::{Inbound, Verdict};
 use crate::stats::bump;
 use crate::sync::Arc;
@@ -18,8 +18,6 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// How long a blocking read waits before looking at the stop flag.
-const POLL: Duration = Duration::from_millis(100);
 /// Pause between reconnection attempts of the subscriber (it must be back fast: senders wait
 /// `listener_grace` before calling a silent channel down).
 const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
@@ -50,62 +48,37 @@ impl Rx {
     pub(crate) fn run(mut self, ready: Sender<Result<(), String>>) {
         let mut ready = Some(ready);
         let mut first = true;
-        while !self.shared.stop.load(Ordering::Acquire) {
-            let mut con = match self.subscriber() {
-                Ok(con) => con,
+        let shared = self.shared.clone();
+        while !shared.stop.load(Ordering::Acquire) {
+            let result = shared.bus.subscribe(&shared.channel).and_then(|mut sub| {
+                let mut subscribed = || {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                    if !first {
+                        bump(&shared.stats.reconnects);
+                        log::info!("cluster: subscriber back on {}", shared.channel);
+                    }
+                    first = false;
+                };
+                sub.run(&shared.stop, &mut subscribed, &mut |payload| {
+                    self.on_payload(payload)
+                })
+            });
+            match result {
+                Ok(()) => return,
                 Err(e) => {
                     if let Some(ready) = ready.take() {
+                        // The first subscription failed: the node does not start.
                         let _ = ready.send(Err(e.to_string()));
                         return;
                     }
+                    shared.check_link.store(true, Ordering::Release);
+                    log::warn!("cluster: subscriber lost ({e}); subscribing again");
                     std::thread::sleep(RECONNECT_PAUSE);
-                    continue;
-                }
-            };
-            let mut pubsub = con.as_pubsub();
-            if let Err(e) = pubsub
-                .subscribe(&self.shared.channel)
-                .and_then(|()| pubsub.set_read_timeout(Some(POLL)))
-            {
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(Err(e.to_string()));
-                    return;
-                }
-                std::thread::sleep(RECONNECT_PAUSE);
-                continue;
-            }
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(Ok(()));
-            }
-            if !first {
-                bump(&self.shared.stats.reconnects);
-                log::info!("cluster: subscriber back on {}", self.shared.channel);
-            }
-            first = false;
-            loop {
-                if self.shared.stop.load(Ordering::Acquire) {
-                    return;
-                }
-                match pubsub.get_message() {
-                    Ok(msg) => self.on_payload(msg.get_payload_bytes()),
-                    Err(e) if e.is_timeout() => {}
-                    Err(e) => {
-                        self.shared.check_link.store(true, Ordering::Release);
-                        log::warn!(
-                            "cluster: subscriber connection to {} lost ({e}); resubscribing",
-                            redact(&self.shared.config.url)
-                        );
-                        break;
-                    }
                 }
             }
         }
-    }
-
-    fn subscriber(&self) -> redis::RedisResult<redis::Connection> {
-        self.shared
-            .sub_client
-            .get_connection_with_timeout(self.shared.config.connect_timeout)
     }
 
     pub(crate) fn on_payload(&mut self, payload: &[u8]) {

@@ -8,6 +8,7 @@
 //! call: while disconnected, calls wait (bounded by the queue) until their deadline; frames in
 //! flight stay buffered and are sent again after the reconnect.
 
+use crate::backplane::{BusError, Link};
 use crate::call::{finish, Call, CallKind, Op, SessionOp};
 use crate::directory::{Claim, Heartbeat, Holder};
 use crate::frame::{self, DataWriter, Status};
@@ -89,7 +90,7 @@ struct Stream {
 
 pub(crate) struct Tx {
     shared: Arc<Shared>,
-    con: Option<redis::Connection>,
+    con: Option<Box<dyn Link>>,
     ops: Receiver<Op>,
     acks: Receiver<AckIn>,
     streams: HashMap<(String, u64), Stream>,
@@ -117,7 +118,7 @@ pub(crate) struct Tx {
 impl Tx {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        con: redis::Connection,
+        con: Box<dyn Link>,
         ops: Receiver<Op>,
         acks: Receiver<AckIn>,
     ) -> Tx {
@@ -219,7 +220,7 @@ impl Tx {
     fn turn(&mut self, now: Instant) {
         if self.shared.check_link.swap(false, Ordering::AcqRel) {
             if let Some(con) = self.con.as_mut() {
-                if let Err(e) = redis::cmd("PING").query::<String>(con) {
+                if let Err(e) = con.ping() {
                     self.lost_connection(now, &e);
                 }
             }
@@ -267,7 +268,7 @@ impl Tx {
                 crate::sync::lock(&front.claims).tidy(|sid| sessions.contains(sid), keep);
             }
             if let Some(con) = self.con.as_mut() {
-                match self.shared.directory.reap(con) {
+                match con.reap() {
                     Ok(n) => add(&self.shared.stats.reaped, n as u64),
                     Err(e) => self.lost_connection(now, &e),
                 }
@@ -276,7 +277,7 @@ impl Tx {
     }
 
     /// Directory updates, routing, framing and publishing for this turn.
-    fn work(&mut self, now: Instant) -> redis::RedisResult<()> {
+    fn work(&mut self, now: Instant) -> Result<(), BusError> {
         if self.resync {
             self.resync_directory()?;
         }
@@ -290,7 +291,7 @@ impl Tx {
 
     // ---- routing -------------------------------------------------------------------------
 
-    fn route_batch(&mut self, now: Instant) -> redis::RedisResult<()> {
+    fn route_batch(&mut self, now: Instant) -> Result<(), BusError> {
         let calls = std::mem::take(&mut self.batch);
         // One route script for every uid of the turn the cache cannot answer. Pushes use the
         // cache; kicks, look-ups and retries always ask Redis.
@@ -317,15 +318,14 @@ impl Tx {
             .any(|c| matches!(c.kind, CallKind::Broadcast { .. }));
         let looked_up = {
             let con = self.con.as_mut().expect("connected");
-            let dir = &self.shared.directory;
             let routed = if ask.is_empty() {
                 Ok(Vec::new())
             } else {
-                dir.route(con, &ask)
+                con.route(&ask)
             };
             routed.and_then(|routed| {
                 let live = if needs_frontends {
-                    dir.live_frontends(con)?
+                    con.live_frontends()?
                 } else {
                     Vec::new()
                 };
@@ -672,7 +672,7 @@ impl Tx {
         Stream {
             frontend: fid.to_string(),
             epoch,
-            channel: self.shared.directory.channel(fid),
+            channel: self.shared.bus.channel(fid),
             out: Outbound::new(Limits {
                 max_frames: c.max_unacked_frames,
                 max_bytes: c.max_unacked_bytes,
@@ -707,15 +707,13 @@ impl Tx {
 
     // ---- publishing ----------------------------------------------------------------------
 
-    fn transmit(&mut self, now: Instant) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        let mut sent: Vec<((String, u64), u64)> = Vec::new();
+    fn transmit(&mut self, now: Instant) -> Result<(), BusError> {
+        // (stream, seq, channel, frame): frames are copied once, as a pipeline would.
+        let mut sent: Vec<((String, u64), u64, Vec<u8>)> = Vec::new();
         for (key, stream) in self.streams.iter_mut() {
             Self::seal_frame(&self.shared, stream, &mut self.pending);
-            let channel = &stream.channel;
             stream.out.transmit(now, |seq, bytes| {
-                pipe.cmd("PUBLISH").arg(channel).arg(bytes);
-                sent.push((key.clone(), seq));
+                sent.push((key.clone(), seq, bytes.to_vec()));
                 true
             });
             let total = stream.out.retransmits();
@@ -728,10 +726,18 @@ impl Tx {
         if sent.is_empty() {
             return Ok(());
         }
+        let batch: Vec<(&str, &[u8])> = sent
+            .iter()
+            .map(|(key, _, bytes)| {
+                let channel = self.streams.get(key).map_or("", |s| s.channel.as_str());
+                (channel, bytes.as_slice())
+            })
+            .collect();
         let con = self.con.as_mut().expect("connected");
-        let receivers: Vec<i64> = pipe.query(con)?;
+        let receivers = con.publish(&batch)?;
+        drop(batch);
         add(&self.shared.stats.frames_sent, sent.len() as u64);
-        for ((key, seq), n) in sent.into_iter().zip(receivers) {
+        for ((key, seq, _), n) in sent.into_iter().zip(receivers) {
             let Some(stream) = self.streams.get_mut(&key) else {
                 continue;
             };
@@ -891,7 +897,7 @@ impl Tx {
 
     // ---- directory (frontends) -----------------------------------------------------------
 
-    fn reconcile_directory(&mut self) -> redis::RedisResult<()> {
+    fn reconcile_directory(&mut self) -> Result<(), BusError> {
         let Some(front) = self.shared.frontend.as_ref() else {
             self.dirty.clear();
             return Ok(());
@@ -907,10 +913,9 @@ impl Tx {
             self.resync_directory()?;
             return Ok(());
         }
-        let dir = &self.shared.directory;
         let (fid, epoch) = (&self.shared.config.node_id, self.shared.epoch);
         let single = self.shared.config.single_session.is_some();
-        let mut pipe = redis::pipe();
+        let (mut bind, mut unbind): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
         for uid in &self.dirty {
             // The local service is the truth; the entry follows whatever it says now, so
             // events arriving in any order still end right.
@@ -921,20 +926,20 @@ impl Tx {
             if bound && single {
                 // Single session: entries are written by claims only.
             } else if bound {
-                dir.pipe_bind(&mut pipe, uid, fid, epoch);
+                bind.push(uid);
             } else {
-                dir.pipe_unbind(&mut pipe, uid, fid, epoch);
+                unbind.push(uid);
             }
         }
         let con = self.con.as_mut().expect("connected");
-        pipe.query::<()>(con)?;
+        con.write_entries(fid, epoch, &bind, &unbind)?;
         self.dirty.clear();
         Ok(())
     }
 
     /// Single-session mode: claims each newly bound uid cluster-wide (one atomic script each),
     /// kicks the other holders' older sessions, or kicks ours if it lost.
-    fn run_claims(&mut self, now: Instant) -> redis::RedisResult<()> {
+    fn run_claims(&mut self, now: Instant) -> Result<(), BusError> {
         let shared = self.shared.clone();
         let (Some(mode), Some(front)) = (shared.config.single_session, shared.frontend.as_ref())
         else {
@@ -954,7 +959,7 @@ impl Tx {
                 continue;
             }
             let con = self.con.as_mut().expect("connected");
-            let claim = shared.directory.claim(con, &uid, fid, epoch, mode)?;
+            let claim = con.claim(&uid, fid, epoch, mode)?;
             self.claims.pop_front();
             match claim {
                 Claim::Granted { gen, others } => {
@@ -988,7 +993,7 @@ impl Tx {
     }
 
     /// Rewrites this frontend's directory entries from the local truth.
-    fn resync_directory(&mut self) -> redis::RedisResult<()> {
+    fn resync_directory(&mut self) -> Result<(), BusError> {
         let Some(front) = self.shared.frontend.as_ref() else {
             self.resync = false;
             return Ok(());
@@ -1007,17 +1012,16 @@ impl Tx {
                 bound.push((sid, uid.as_str().to_string()));
             }
         });
-        let dir = &self.shared.directory;
         let (fid, epoch) = (&self.shared.config.node_id, self.shared.epoch);
         let con = self.con.as_mut().expect("connected");
-        let listed = dir.listed_uids(con, fid)?;
-        let stale: Vec<&String> = listed.iter().filter(|u| !local.contains(*u)).collect();
+        let listed = con.listed_uids(fid)?;
+        let stale: Vec<&str> = listed
+            .iter()
+            .filter(|u| !local.contains(*u))
+            .map(String::as_str)
+            .collect();
         for chunk in stale.chunks(RESYNC_CHUNK) {
-            let mut pipe = redis::pipe();
-            for uid in chunk {
-                dir.pipe_unbind(&mut pipe, uid, fid, epoch);
-            }
-            pipe.query::<()>(con)?;
+            con.write_entries(fid, epoch, &[], chunk)?;
         }
         let local: Vec<String> = local.into_iter().collect();
         if single {
@@ -1030,12 +1034,9 @@ impl Tx {
                 }
             }
         } else {
+            let local: Vec<&str> = local.iter().map(String::as_str).collect();
             for chunk in local.chunks(RESYNC_CHUNK) {
-                let mut pipe = redis::pipe();
-                for uid in chunk {
-                    dir.pipe_bind(&mut pipe, uid, fid, epoch);
-                }
-                pipe.query::<()>(con)?;
+                con.write_entries(fid, epoch, chunk, &[])?;
             }
         }
         self.resync = false;
@@ -1050,16 +1051,16 @@ impl Tx {
         Ok(())
     }
 
-    fn heartbeat(&mut self, _now: Instant) -> redis::RedisResult<()> {
+    fn heartbeat(&mut self, _now: Instant) -> Result<(), BusError> {
         if self.shared.frontend.is_none() || self.zombie {
             return Ok(());
         }
         let (fid, epoch) = (&self.shared.config.node_id, self.shared.epoch);
         let ttl = self.shared.config.lease_ttl;
         let con = self.con.as_mut().expect("connected");
-        match self.shared.directory.heartbeat(con, fid, epoch, ttl)? {
+        match con.heartbeat(fid, epoch, ttl)? {
             Heartbeat::Renewed => Ok(()),
-            Heartbeat::Fenced => match self.shared.directory.lease(con, fid)? {
+            Heartbeat::Fenced => match con.lease(fid)? {
                 Some(other) if other != epoch => {
                     // Another process registered under our id: we are the zombie. Stop
                     // claiming anything; the new incarnation owns the id.
@@ -1074,7 +1075,7 @@ impl Tx {
                     log::warn!(
                         "cluster: {fid}'s lease had expired; registering again and resyncing"
                     );
-                    self.shared.directory.register(con, fid, epoch, ttl)?;
+                    con.register(fid, epoch, ttl)?;
                     self.resync = true;
                     self.resync_directory()
                 }
@@ -1084,7 +1085,7 @@ impl Tx {
 
     // ---- connection ----------------------------------------------------------------------
 
-    fn lost_connection(&mut self, now: Instant, e: &redis::RedisError) {
+    fn lost_connection(&mut self, now: Instant, e: &BusError) {
         if self.con.take().is_some() {
             log::warn!(
                 "cluster: lost redis {} ({e}); reconnecting, calls wait until their deadline",
@@ -1152,37 +1153,28 @@ impl Tx {
                         .into_iter()
                         .map(|t| (t, String::new(), Outcome::Cancelled)),
                 );
-                call.ticket.seal();
+                finish(&call.ticket, call.held);
             }
         }
         if let (Some(con), Some(_)) = (self.con.as_mut(), self.shared.frontend.as_ref()) {
             // A clean stop removes this frontend's entries at once (no wait for the lease).
-            let _ = self.shared.directory.deregister(
-                con,
-                &self.shared.config.node_id,
-                self.shared.epoch,
-            );
+            let _ = con.deregister(&self.shared.config.node_id, self.shared.epoch);
         }
     }
 }
 
 /// Connects, loads the scripts and (frontends) registers the lease.
-pub(crate) fn connect_and_prepare(shared: &Shared) -> Result<redis::Connection, redis::RedisError> {
-    let mut con = shared
-        .client
-        .get_connection_with_timeout(shared.config.connect_timeout)?;
-    con.set_read_timeout(Some(Duration::from_secs(5)))?;
-    con.set_write_timeout(Some(Duration::from_secs(5)))?;
-    shared.directory.load(&mut con)?;
+pub(crate) fn connect_and_prepare(shared: &Shared) -> Result<Box<dyn Link>, BusError> {
+    let mut link = shared.bus.connect()?;
+    link.prepare()?;
     if shared.frontend.is_some() {
-        shared.directory.register(
-            &mut con,
+        link.register(
             &shared.config.node_id,
             shared.epoch,
             shared.config.lease_ttl,
         )?;
     }
-    Ok(con)
+    Ok(link)
 }
 
 /// The targets of a call, for outcomes given without any frontend.
