@@ -446,3 +446,43 @@ fn clean_shutdown_deregisters_at_once() {
     assert_eq!(backend.is_online(&["leaving"]).unwrap(), vec![false]);
     backend.shutdown();
 }
+
+/// A second process registering under a live frontend's id takes the id over: the first one
+/// finds its lease fenced at its next heartbeat, stops writing the directory (a zombie never
+/// renews or overwrites the new incarnation's lease or entries), and says so in its counters.
+#[test]
+fn a_zombie_cannot_renew_its_successors_lease() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let old = frontend(&url, "fe-z");
+    let new = frontend(&url, "fe-z");
+    assert_ne!(old.cluster.epoch(), new.cluster.epoch());
+    wait_until("the old incarnation fenced", || {
+        old.cluster.stats().fenced == 1
+    });
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let lease: String = redis::cmd("GET").arg("gh:fe:fe-z").query(&mut raw).unwrap();
+    assert_eq!(lease, new.cluster.epoch().to_string());
+    // The zombie's sessions never reach the directory; the new incarnation's do.
+    let zs = old.service.create(None).unwrap();
+    old.service.bind(zs, "on-zombie").unwrap();
+    let ns = new.service.create(None).unwrap();
+    new.service.bind(ns, "on-new").unwrap();
+    let backend = Cluster::connect(fast(&url, "be-z")).unwrap();
+    wait_until("on-new listed", || {
+        backend.is_online(&["on-new"]).unwrap() == vec![true]
+    });
+    assert_eq!(backend.is_online(&["on-zombie"]).unwrap(), vec![false]);
+    let lease: String = redis::cmd("GET").arg("gh:fe:fe-z").query(&mut raw).unwrap();
+    assert_eq!(
+        lease,
+        new.cluster.epoch().to_string(),
+        "the zombie renewed the lease"
+    );
+    for c in [&old.cluster, &new.cluster, &backend] {
+        c.shutdown();
+    }
+}
