@@ -193,6 +193,12 @@ pub struct ConnCore {
     /// The most bytes `out` held at a write since the last tick: a busy connection keeps a
     /// buffer sized to what it uses (no allocation per burst), an idle one gives it back.
     out_peak: usize,
+    /// The largest `out_peak` of the ticks since the output buffer was last resized.
+    recent_peak: usize,
+    /// Consecutive ticks the output buffer has been larger than its use justifies.
+    out_slack_ticks: u8,
+    /// Consecutive ticks `inbuf` has held more capacity than needed, unused.
+    in_slack_ticks: u8,
     /// `inbuf` held more than [`KEEP_CAPACITY`] bytes since the last tick.
     in_busy: bool,
 }
@@ -200,6 +206,11 @@ pub struct ConnCore {
 /// Buffers above this are released once drained and unused for a whole tick (a burst must not
 /// pin memory, and a steady stream of bursts must not reallocate every time).
 const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// Ticks (100 ms each) a buffer must stay oversized before it is given back: a connection that
+/// is quiet for a moment between bursts keeps its buffer (giving it back at once made it regrow
+/// — allocations on the push path — whenever a loaded machine left one tick without a write).
+const RELEASE_AFTER_TICKS: u8 = 10;
 
 impl ConnCore {
     /// A new connection for session `sid`, accepted at `now`.
@@ -216,6 +227,9 @@ impl ConnCore {
             closing: false,
             close_sent: false,
             out_peak: 0,
+            recent_peak: 0,
+            out_slack_ticks: 0,
+            in_slack_ticks: 0,
             in_busy: false,
         }
     }
@@ -688,29 +702,49 @@ impl ConnCore {
         self.out.extend_from_slice(package);
     }
 
-    /// Once per tick, gives back what an empty output buffer above [`KEEP_CAPACITY`] holds
-    /// beyond its use since the previous tick: all of it if unused, else down to the power of
-    /// two above that use (at least [`KEEP_CAPACITY`]), when it is more than twice that. So a burst does not pin memory, and
-    /// a connection busy at a steady volume keeps a buffer that fits it (one that was freed
-    /// each tick and regrown from nothing cost a dozen allocations per tick once bounded
-    /// drains kept each turn's output under the old all-or-nothing threshold). The input
-    /// buffer is given back when it was not above [`KEEP_CAPACITY`] since the previous tick.
+    /// Once per tick, gives back what an output buffer above [`KEEP_CAPACITY`] holds beyond its
+    /// recent use, once it has been oversized for [`RELEASE_AFTER_TICKS`] ticks in a row: all of
+    /// it if unused, else down to the power of two above the largest use of those ticks (at
+    /// least [`KEEP_CAPACITY`]), when it is more than twice that. So a burst does not pin memory
+    /// for more than about a second, and a connection busy at a steady volume — even one a
+    /// loaded machine leaves without a write for a tick or two — keeps a buffer that fits it.
+    /// The input buffer is given back likewise when it was not above [`KEEP_CAPACITY`] for as
+    /// many ticks.
     fn release_idle_buffers(&mut self) {
-        if !self.has_output() && self.out.capacity() > KEEP_CAPACITY {
-            if self.out_peak == 0 {
-                self.out = Vec::new();
-                self.out_pos = 0;
-            } else {
-                // Never below KEEP_CAPACITY: a buffer that size is kept anyway, and shrinking
-                // one in use under it only makes it regrow (tests/reactor_alloc.rs saw that).
-                let fit = self.out_peak.next_power_of_two().max(KEEP_CAPACITY);
-                if self.out.capacity() > 2 * fit {
+        self.recent_peak = self.recent_peak.max(self.out_peak);
+        let fit = match self.recent_peak {
+            0 => 0,
+            // Never below KEEP_CAPACITY: a buffer that size is kept anyway, and shrinking one
+            // in use under it only makes it regrow (tests/reactor_alloc.rs saw that).
+            peak => peak.next_power_of_two().max(KEEP_CAPACITY),
+        };
+        let oversized = !self.has_output()
+            && self.out.capacity() > KEEP_CAPACITY
+            && (fit == 0 || self.out.capacity() > 2 * fit);
+        if oversized {
+            self.out_slack_ticks += 1;
+            if self.out_slack_ticks >= RELEASE_AFTER_TICKS {
+                if fit == 0 {
+                    self.out = Vec::new();
+                    self.out_pos = 0;
+                } else {
                     self.out.shrink_to(fit);
                 }
+                self.out_slack_ticks = 0;
+                self.recent_peak = 0;
             }
+        } else {
+            self.out_slack_ticks = 0;
+            self.recent_peak = self.out_peak;
         }
         if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_CAPACITY && !self.in_busy {
-            self.inbuf = Vec::new();
+            self.in_slack_ticks += 1;
+            if self.in_slack_ticks >= RELEASE_AFTER_TICKS {
+                self.inbuf = Vec::new();
+                self.in_slack_ticks = 0;
+            }
+        } else {
+            self.in_slack_ticks = 0;
         }
         self.out_peak = 0;
         self.in_busy = false;
