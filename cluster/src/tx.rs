@@ -316,8 +316,7 @@ impl Tx {
         let needs_frontends = calls
             .iter()
             .any(|c| matches!(c.kind, CallKind::Broadcast { .. }));
-        let looked_up = {
-            let con = self.con.as_mut().expect("connected");
+        let looked_up = link(&mut self.con).and_then(|con| {
             let routed = if ask.is_empty() {
                 Ok(Vec::new())
             } else {
@@ -331,7 +330,7 @@ impl Tx {
                 };
                 Ok((routed, live))
             })
-        };
+        });
         let (routed, live) = match looked_up {
             Ok(found) => found,
             Err(e) => {
@@ -733,7 +732,7 @@ impl Tx {
                 (channel, bytes.as_slice())
             })
             .collect();
-        let con = self.con.as_mut().expect("connected");
+        let con = link(&mut self.con)?;
         let receivers = con.publish(&batch)?;
         drop(batch);
         add(&self.shared.stats.frames_sent, sent.len() as u64);
@@ -931,7 +930,7 @@ impl Tx {
                 unbind.push(uid);
             }
         }
-        let con = self.con.as_mut().expect("connected");
+        let con = link(&mut self.con)?;
         con.write_entries(fid, epoch, &bind, &unbind)?;
         self.dirty.clear();
         Ok(())
@@ -958,7 +957,7 @@ impl Tx {
                 self.claims.pop_front();
                 continue;
             }
-            let con = self.con.as_mut().expect("connected");
+            let con = link(&mut self.con)?;
             let claim = con.claim(&uid, fid, epoch, mode)?;
             self.claims.pop_front();
             match claim {
@@ -1013,7 +1012,7 @@ impl Tx {
             }
         });
         let (fid, epoch) = (&self.shared.config.node_id, self.shared.epoch);
-        let con = self.con.as_mut().expect("connected");
+        let con = link(&mut self.con)?;
         let listed = con.listed_uids(fid)?;
         let stale: Vec<&str> = listed
             .iter()
@@ -1057,7 +1056,7 @@ impl Tx {
         }
         let (fid, epoch) = (&self.shared.config.node_id, self.shared.epoch);
         let ttl = self.shared.config.lease_ttl;
-        let con = self.con.as_mut().expect("connected");
+        let con = link(&mut self.con)?;
         match con.heartbeat(fid, epoch, ttl)? {
             Heartbeat::Renewed => Ok(()),
             Heartbeat::Fenced => match con.lease(fid)? {
@@ -1161,6 +1160,15 @@ impl Tx {
             let _ = con.deregister(&self.shared.config.node_id, self.shared.epoch);
         }
     }
+}
+
+/// The command link; "not connected" is an error like a failed call (the turn's calls wait for
+/// the reconnection), never a panic on the bridge thread.
+fn link(con: &mut Option<Box<dyn Link>>) -> Result<&mut Box<dyn Link>, BusError> {
+    con.as_mut().ok_or_else(|| BusError {
+        message: "not connected".into(),
+        auth: false,
+    })
 }
 
 /// Connects, loads the scripts and (frontends) registers the lease.
