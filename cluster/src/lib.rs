@@ -87,6 +87,14 @@
 //! (a mutex and a condvar) and the single-session fences; the last two have loom models in
 //! `loom-tests/`.
 //!
+//! **Engine seam** ([`backplane`]): everything above — frames, sequence numbers, acks,
+//! retransmission, dedup, tickets, claims' fences, the route cache — is engine-independent. The
+//! engine provides a command link (publish with receiver counts, atomic directory operations),
+//! a subscription and channel names; [`redis_backplane`] is the one shipped, and
+//! [`Cluster::connect_on`] / [`Cluster::start_frontend_on`] take another. The test
+//! `tests/backplane_seam.rs` runs the whole cluster on an in-memory engine that loses
+//! publishes, and every push still arrives once.
+//!
 //! **Single session** ([`ClusterConfig::single_session`]): each bind claims the uid with one
 //! atomic script that draws a generation from a cluster-wide counter; `Kick` removes the other
 //! holders and tells them to kick sessions with an older claim, `Refuse` keeps the first holder.
