@@ -991,23 +991,7 @@ pub fn fuzz_cluster_frame(data: &[u8]) {
 mod tests {
     use super::*;
 
-    /// Marsaglia's xorshift64: the same sequence on every run.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Random strings and byte strings for ops, owned so ops can borrow them.
     struct Pool {

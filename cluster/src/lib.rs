@@ -126,6 +126,8 @@ mod routes;
 mod rx;
 mod stats;
 mod sync;
+#[cfg(test)]
+mod test_rng;
 mod ticket;
 mod tx;
 

@@ -70,11 +70,6 @@ pub(crate) fn new_epoch() -> u64 {
     h.finish().max(1)
 }
 
-/// The URL with any password replaced, for messages and logs.
-pub(crate) fn redact(url: &str) -> String {
-    crate::directory::redact_url(url)
-}
-
 /// Whether the test knob is on (compiled only with the `test-knobs` feature).
 pub(crate) fn no_ack_knob(config: &ClusterConfig) -> bool {
     #[cfg(feature = "test-knobs")]

@@ -172,6 +172,17 @@ impl<T> Outbound<T> {
         count
     }
 
+    /// The encoded frame `seq` as `transmit` last patched it, while it is still held (the
+    /// caller publishes it after `transmit` named it, without copying it out).
+    pub fn frame(&self, seq: u64) -> Option<&[u8]> {
+        let first = self.held.front()?.seq;
+        let at = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.held
+            .get(at)
+            .filter(|h| h.seq == seq)
+            .map(|h| h.frame.as_slice())
+    }
+
     /// A cumulative ack from the destination: removes and returns, in order, the frames with
     /// `seq <= through`. An ack at or beyond the next unassigned sequence number acknowledges
     /// frames never pushed and is ignored, as is a stale one (below the floor). Progress
@@ -449,6 +460,27 @@ mod tests {
     }
 
     #[test]
+    fn frames_are_readable_by_seq_as_transmitted() {
+        let t0 = Instant::now();
+        let mut out = Outbound::new(limits());
+        for id in 100..103 {
+            out.push(frame(id), id, t0 + 5000 * MS).unwrap();
+        }
+        let mut wire: Vec<(u64, Vec<u8>)> = Vec::new();
+        out.transmit(t0, |seq, bytes| {
+            wire.push((seq, bytes.to_vec()));
+            true
+        });
+        for (seq, bytes) in &wire {
+            assert_eq!(out.frame(*seq), Some(bytes.as_slice()), "seq {seq}");
+        }
+        assert_eq!((out.frame(0), out.frame(4)), (None, None));
+        out.on_ack(1, t0);
+        assert_eq!(out.frame(1), None);
+        assert_eq!(out.frame(2), Some(wire[1].1.as_slice()));
+    }
+
+    #[test]
     fn inbound_duplicates_and_gaps() {
         let mut inb = Inbound::new();
         assert_eq!(inb.next_expected(), 1);
@@ -702,24 +734,7 @@ mod tests {
         assert_eq!((inb.remembered.len(), inb.remembered_bytes), (0, 0));
     }
 
-    /// Marsaglia's xorshift64: the same run every time.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        /// True with probability `percent` %.
-        fn chance(&mut self, percent: u64) -> bool {
-            self.next() % 100 < percent
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// A lossy, duplicating, FIFO link in each direction, with a 3 s outage (longer than the
     /// deadline) in the middle. Checks: the receiver executes each frame at most once and in

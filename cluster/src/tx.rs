@@ -10,9 +10,9 @@
 
 use crate::backplane::{BusError, Link};
 use crate::call::{finish, Call, CallKind, Op, SessionOp};
-use crate::directory::{Claim, Heartbeat, Holder};
+use crate::directory::{redact_url, Claim, Heartbeat, Holder};
 use crate::frame::{self, DataWriter, Status};
-use crate::node::{redact, AckIn, Shared};
+use crate::node::{AckIn, Shared};
 use crate::reliable::{Limits, Outbound};
 use crate::report::Outcome;
 use crate::routes::RouteCache;
@@ -428,7 +428,7 @@ impl Tx {
                         uids: refs,
                         package: &package,
                     };
-                    let op = encode_op(&op);
+                    let op = frame::encode_op(&op);
                     self.request(
                         &ticket,
                         fid,
@@ -440,18 +440,17 @@ impl Tx {
                             package: package.clone(),
                         },
                         call.deadline,
-                        now,
                     );
                 }
             }
             CallKind::PushSids { groups, package } => {
                 for (frontend, epoch, sids) in groups {
-                    let op = encode_op(&frame::Op::PushSids {
+                    let op = frame::encode_op(&frame::Op::PushSids {
                         sids: sids.clone(),
                         package: &package,
                     });
                     let part = Part::Sids(sids);
-                    self.request(&ticket, frontend, epoch, op, part, call.deadline, now);
+                    self.request(&ticket, frontend, epoch, op, part, call.deadline);
                 }
             }
             CallKind::Broadcast {
@@ -459,12 +458,12 @@ impl Tx {
                 package,
             } => {
                 for h in live {
-                    let op = encode_op(&frame::Op::Broadcast {
+                    let op = frame::encode_op(&frame::Op::Broadcast {
                         bound_only,
                         package: &package,
                     });
                     let (fid, epoch) = (h.fid.clone(), h.epoch);
-                    self.request(&ticket, fid, epoch, op, Part::Broadcast, call.deadline, now);
+                    self.request(&ticket, fid, epoch, op, Part::Broadcast, call.deadline);
                 }
             }
             CallKind::KickUid { uid, reason } => {
@@ -473,36 +472,20 @@ impl Tx {
                     ticket.record([(uid.clone(), String::new(), Outcome::Offline)]);
                 }
                 for h in held {
-                    let op = encode_op(&frame::Op::KickUid {
+                    let op = frame::encode_op(&frame::Op::KickUid {
                         uid: &uid,
                         reason: reason.as_deref(),
                         below_gen: 0,
                     });
                     let part = Part::KickUid(uid.clone());
-                    self.request(
-                        &ticket,
-                        h.fid.clone(),
-                        h.epoch,
-                        op,
-                        part,
-                        call.deadline,
-                        now,
-                    );
+                    self.request(&ticket, h.fid.clone(), h.epoch, op, part, call.deadline);
                 }
             }
             CallKind::GetUid { uid } => {
                 for h in of(&uid) {
-                    let op = encode_op(&frame::Op::GetUid { uid: &uid });
+                    let op = frame::encode_op(&frame::Op::GetUid { uid: &uid });
                     let part = Part::GetUid(uid.clone());
-                    self.request(
-                        &ticket,
-                        h.fid.clone(),
-                        h.epoch,
-                        op,
-                        part,
-                        call.deadline,
-                        now,
-                    );
+                    self.request(&ticket, h.fid.clone(), h.epoch, op, part, call.deadline);
                 }
             }
             CallKind::Locate { uids } => {
@@ -521,19 +504,19 @@ impl Tx {
             CallKind::Session { at, op } => {
                 let sid = at.sid.into_raw();
                 let op = match &op {
-                    SessionOp::Kick(reason) => encode_op(&frame::Op::KickSid {
+                    SessionOp::Kick(reason) => frame::encode_op(&frame::Op::KickSid {
                         sid,
                         reason: reason.as_deref(),
                     }),
-                    SessionOp::Bind(uid) => encode_op(&frame::Op::Bind { sid, uid }),
-                    SessionOp::Unbind(uid) => encode_op(&frame::Op::Unbind { sid, uid }),
+                    SessionOp::Bind(uid) => frame::encode_op(&frame::Op::Bind { sid, uid }),
+                    SessionOp::Unbind(uid) => frame::encode_op(&frame::Op::Unbind { sid, uid }),
                     SessionOp::Import(key, value) => {
-                        encode_op(&frame::Op::Import { sid, key, value })
+                        frame::encode_op(&frame::Op::Import { sid, key, value })
                     }
                     SessionOp::ImportAll(settings) => {
-                        encode_op(&frame::Op::ImportAll { sid, settings })
+                        frame::encode_op(&frame::Op::ImportAll { sid, settings })
                     }
-                    SessionOp::Get => encode_op(&frame::Op::GetSid { sid }),
+                    SessionOp::Get => frame::encode_op(&frame::Op::GetSid { sid }),
                 };
                 self.request(
                     &ticket,
@@ -542,7 +525,6 @@ impl Tx {
                     op,
                     Part::Session(sid),
                     call.deadline,
-                    now,
                 );
             }
         }
@@ -587,7 +569,6 @@ impl Tx {
     }
 
     /// Adds one request (already encoded op) to the frame being filled for `(fid, epoch)`.
-    #[allow(clippy::too_many_arguments)]
     fn request(
         &mut self,
         ticket: &Arc<Ticket>,
@@ -596,7 +577,6 @@ impl Tx {
         op: Result<Vec<u8>, frame::FrameError>,
         part: Part,
         deadline: Instant,
-        now: Instant,
     ) {
         let req = self.new_req();
         ticket.expect(1);
@@ -627,7 +607,7 @@ impl Tx {
         // Start a new frame if this one would pass the batch size.
         if let Some((writer, _, _)) = &stream.writer {
             if writer.len() + op.len() > batch.max(writer.len().min(1)) && !writer.is_empty() {
-                Self::seal_frame(&self.shared, stream, &mut self.pending);
+                Self::seal_frame(stream, &mut self.pending);
             }
         }
         if stream.writer.is_none() {
@@ -653,7 +633,6 @@ impl Tx {
         }
         reqs.push(req);
         self.pending.insert(req, pending);
-        let _ = now;
     }
 
     fn new_req(&mut self) -> u32 {
@@ -686,7 +665,7 @@ impl Tx {
     }
 
     /// Moves the frame being filled into the retransmit buffer (or refuses its requests).
-    fn seal_frame(shared: &Shared, stream: &mut Stream, pending: &mut HashMap<u32, Pending>) {
+    fn seal_frame(stream: &mut Stream, pending: &mut HashMap<u32, Pending>) {
         let Some((writer, reqs, deadline)) = stream.writer.take() else {
             return;
         };
@@ -695,7 +674,6 @@ impl Tx {
         }
         let bytes = writer.finish();
         if stream.out.push(bytes, reqs.clone(), deadline).is_err() {
-            let _ = shared;
             for req in reqs {
                 if let Some(p) = pending.remove(&req) {
                     p.ticket.resolve(p.lost(Outcome::Backpressure), 0, None);
@@ -707,12 +685,12 @@ impl Tx {
     // ---- publishing ----------------------------------------------------------------------
 
     fn transmit(&mut self, now: Instant) -> Result<(), BusError> {
-        // (stream, seq, channel, frame): frames are copied once, as a pipeline would.
-        let mut sent: Vec<((String, u64), u64, Vec<u8>)> = Vec::new();
+        // Which frames go out; they are published from the streams' buffers, not copied.
+        let mut sent: Vec<((String, u64), u64)> = Vec::new();
         for (key, stream) in self.streams.iter_mut() {
-            Self::seal_frame(&self.shared, stream, &mut self.pending);
-            stream.out.transmit(now, |seq, bytes| {
-                sent.push((key.clone(), seq, bytes.to_vec()));
+            Self::seal_frame(stream, &mut self.pending);
+            stream.out.transmit(now, |seq, _| {
+                sent.push((key.clone(), seq));
                 true
             });
             let total = stream.out.retransmits();
@@ -725,18 +703,17 @@ impl Tx {
         if sent.is_empty() {
             return Ok(());
         }
+        let streams = &self.streams;
         let batch: Vec<(&str, &[u8])> = sent
             .iter()
-            .map(|(key, _, bytes)| {
-                let channel = self.streams.get(key).map_or("", |s| s.channel.as_str());
-                (channel, bytes.as_slice())
+            .filter_map(|(key, seq)| {
+                let stream = streams.get(key)?;
+                Some((stream.channel.as_str(), stream.out.frame(*seq)?))
             })
             .collect();
-        let con = link(&mut self.con)?;
-        let receivers = con.publish(&batch)?;
-        drop(batch);
+        let receivers = link(&mut self.con)?.publish(&batch)?;
         add(&self.shared.stats.frames_sent, sent.len() as u64);
-        for ((key, seq, _), n) in sent.into_iter().zip(receivers) {
+        for ((key, seq), n) in sent.into_iter().zip(receivers) {
             let Some(stream) = self.streams.get_mut(&key) else {
                 continue;
             };
@@ -968,14 +945,14 @@ impl Tx {
                     }
                     for h in others {
                         let ticket = Ticket::new();
-                        let op = encode_op(&frame::Op::KickUid {
+                        let op = frame::encode_op(&frame::Op::KickUid {
                             uid: &uid,
                             reason: Some(reason),
                             below_gen: gen,
                         });
                         let deadline = now + shared.config.deadline;
                         let part = Part::KickUid(uid.clone());
-                        self.request(&ticket, h.fid, h.epoch, op, part, deadline, now);
+                        self.request(&ticket, h.fid, h.epoch, op, part, deadline);
                         ticket.seal();
                     }
                 }
@@ -1088,7 +1065,7 @@ impl Tx {
         if self.con.take().is_some() {
             log::warn!(
                 "cluster: lost redis {} ({e}); reconnecting, calls wait until their deadline",
-                redact(&self.shared.config.url)
+                redact_url(&self.shared.config.url)
             );
             self.disconnected_since = Some(now);
         }
@@ -1118,7 +1095,7 @@ impl Tx {
                 self.retry_at = Some(now);
                 log::info!(
                     "cluster: reconnected to redis {}",
-                    redact(&self.shared.config.url)
+                    redact_url(&self.shared.config.url)
                 );
             }
             Err(e) => {
@@ -1197,10 +1174,6 @@ fn targets(kind: &CallKind) -> Vec<String> {
         CallKind::KickUid { uid, .. } | CallKind::GetUid { uid } => vec![uid.clone()],
         CallKind::Session { at, .. } => vec![at.sid.to_string()],
     }
-}
-
-fn encode_op(op: &frame::Op<'_>) -> Result<Vec<u8>, frame::FrameError> {
-    frame::encode_op(op)
 }
 
 /// A part's entries, the sessions reached, and (remote session calls) the raw reply.

@@ -5,6 +5,8 @@
 //! seam must repair that on any engine, not only on Redis.
 #![allow(clippy::disallowed_types)] // test-only engine; the loom shim is for the library
 
+mod support;
+
 use gatehouse::{Command, SessionConfig, SessionService, Sessions};
 use gatehouse_cluster::backplane::{Backplane, BusError, Link, Subscription};
 use gatehouse_cluster::directory::{Claim, ClaimMode, Heartbeat, Holder};
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::wait_until;
 
 #[derive(Default)]
 struct State {
@@ -281,17 +284,6 @@ fn config(node: &str) -> ClusterConfig {
         .heartbeat(Duration::from_millis(200))
         .sweep(Duration::from_millis(200))
         .deadline(Duration::from_secs(3))
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::redis_server::RedisServer;
+use support::wait_until;
 
 fn fast(url: &str, node: &str) -> ClusterConfig {
     ClusterConfig::new(url, node)
@@ -39,17 +40,6 @@ impl Front {
         let mut out = Vec::new();
         self.service.inbox(0).unwrap().drain(|c| out.push(c));
         out
-    }
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

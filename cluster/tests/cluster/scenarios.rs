@@ -5,6 +5,7 @@ use crate::harness::pomelo::{Event, PomeloClient};
 use crate::harness::procs::{emit, stdin_lines, Child};
 use crate::harness::proxy::FaultProxy;
 use crate::support::redis_server::RedisServer;
+use crate::support::wait_until;
 use gatehouse::server::{Handler, Request, Response, Server};
 use gatehouse::{CloseReason, SessionConfig, SessionListener, SessionSnapshot, Sid, Uid};
 use gatehouse_cluster::{
@@ -28,15 +29,6 @@ fn config(url: &str, node: &str) -> ClusterConfig {
         .heartbeat(BEAT)
         .sweep(BEAT)
         .deadline(Duration::from_secs(3))
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
 }
 
 // === the frontend role ==========================================================================
