@@ -13,12 +13,11 @@
 #
 # Debug a failing model: LOOM_LOG=trace LOOM_LOCATION=1 bin/loom.sh --no-mutants -- NAME
 #
-# Cost (2 cores): one unoptimised build of loom + gatehouse + dependencies per cfg set (the
-# models, and each mutant: RUSTFLAGS is part of every artifact's hash), ~23 s of CPU each, kept
-# side by side in loom-tests/target so warm re-runs only run the models (~20 s). The models'
-# build and the cluster crate's 4 mutants also build gatehouse-cluster and its Redis client
-# (loom-tests feature `cluster`): ~65 s of CPU each, i.e. ~3 min more cold.
-# Cold: ~5-6 min on an idle 2-core machine.
+# Cost (2 cores): the dependencies (loom, serde_json, mio, the cluster's Redis client…) are
+# built once, unoptimised, and shared by the models and every mutant: the mutant's cfg reaches
+# only the gatehouse and gatehouse_cluster crates, through the rustc wrapper bin/loom-rustc.sh
+# (RUSTFLAGS would change every artifact's hash and rebuild all dependencies per mutant, which
+# took 5-10 min cold). Each mutant then rebuilds those two crates and the model's test.
 set -euo pipefail
 cd "$(dirname "$0")/../loom-tests"
 
@@ -42,6 +41,12 @@ BASE_FLAGS="--cfg gatehouse_loom -C debug-assertions"
 # An explicit --target keeps RUSTFLAGS off build scripts and proc-macros, so those are built
 # once and shared by every cfg set instead of once per mutant (~40% of a mutant's build).
 TARGET=(--target "$(rustc -vV | sed -n 's/^host: //p')")
+# The mutant cfg goes to the two mutant-holding crates only (see the header).
+export RUSTFLAGS="$BASE_FLAGS"
+export RUSTC_WRAPPER="$(cd .. && pwd)/bin/loom-rustc.sh"
+unset GATEHOUSE_LOOM_MUTANT
+[ -f "$RUSTC_WRAPPER" ] || { echo "bin/loom.sh: $RUSTC_WRAPPER is missing" >&2; exit 1; }
+chmod +x "$RUSTC_WRAPPER" 2>/dev/null || true
 START=$SECONDS
 
 lock_hint() {
@@ -51,7 +56,6 @@ lock_hint() {
 
 if [ "$models" = 1 ]; then
     echo "=== loom: models (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS)"
-    export RUSTFLAGS="$BASE_FLAGS"
     cargo test --release --locked "${TARGET[@]}" --features cluster --no-run || { lock_hint; exit 1; }
     # --test-threads=1: each model reports its own wall time; they take ~20 s in total.
     cargo test --release --locked "${TARGET[@]}" --features cluster -- --nocapture --test-threads=1 "$@"
@@ -90,7 +94,7 @@ if [ "$mutants" = 1 ]; then
         features=()
         if [[ "$file" == cluster_* ]]; then features=(--features cluster); fi
         echo "=== loom: mutant $mutant -> $file::$model"
-        export RUSTFLAGS="$BASE_FLAGS --cfg gatehouse_loom_mutant=\"$mutant\""
+        export GATEHOUSE_LOOM_MUTANT="$mutant"
         # The build must succeed: a mutant that does not compile proves nothing.
         t0=$SECONDS
         cargo test --release --locked "${TARGET[@]}" "${features[@]}" -q --test "$file" --no-run || { lock_hint; exit 1; }

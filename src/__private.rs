@@ -38,6 +38,12 @@ pub mod loom {
     /// it ran against).
     pub const MUTANT: Option<&str> = mutant();
 
+    /// The mutant bin/loom.sh asked for. Reading it makes rustc list the variable in this
+    /// crate's dep-info, so cargo rebuilds this crate (and only it and its dependents) when
+    /// the script switches mutants: the cfg itself comes from bin/loom-rustc.sh, which is
+    /// invisible to cargo's fingerprint. [`MUTANT`] is what the build really carries.
+    pub const MUTANT_REQUESTED: Option<&str> = option_env!("GATEHOUSE_LOOM_MUTANT");
+
     const fn mutant() -> Option<&'static str> {
         macro_rules! pick {
             ($($name:literal),*) => {

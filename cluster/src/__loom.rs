@@ -91,6 +91,10 @@ impl Claims {
 /// can say what it ran against).
 pub const MUTANT: Option<&str> = mutant();
 
+/// The mutant bin/loom.sh asked for: read so that cargo rebuilds this crate when it changes
+/// (see `gatehouse::__private::loom::MUTANT_REQUESTED`).
+pub const MUTANT_REQUESTED: Option<&str> = option_env!("GATEHOUSE_LOOM_MUTANT");
+
 const fn mutant() -> Option<&'static str> {
     macro_rules! pick {
         ($($name:literal),*) => {
