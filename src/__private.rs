@@ -150,6 +150,7 @@ pub use crate::ws::fuzzing as ws;
 #[cfg(feature = "tls")]
 #[doc(hidden)]
 pub mod tls {
+    pub use crate::server::tls::fuzzing::{test_only_server_config, TEST_ONLY_CERT_PEM};
     pub use crate::server::tls::{
         front, Front, TlsRead, TlsSession, PLAINTEXT_CHUNK, TLS_BUFFER_LIMIT, TLS_HANDSHAKE_RECORD,
     };

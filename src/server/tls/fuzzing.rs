@@ -25,12 +25,23 @@ use std::sync::{Arc, OnceLock};
 /// or a close_notify, with a wide margin; it does not grow with the input.
 pub const OUTPUT_BOUND: usize = 16 * 1024;
 
+/// The committed test-only certificate (self-signed, SAN `localhost`), PEM: what a test or
+/// benchmark client trusts to talk to [`test_only_server_config`]. Never serve it: its key is
+/// public.
+pub const TEST_ONLY_CERT_PEM: &[u8] = include_bytes!("fuzz_test_only_cert.pem");
+
+/// A server configuration with the committed test-only certificate (for the fuzz target,
+/// benchmarks and allocation tests; built once per process).
+pub fn test_only_server_config() -> Arc<ServerConfig> {
+    config()
+}
+
 fn config() -> Arc<ServerConfig> {
     static CONFIG: OnceLock<Arc<ServerConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
             super::config::server_config(
-                include_bytes!("fuzz_test_only_cert.pem"),
+                TEST_ONLY_CERT_PEM,
                 include_bytes!("fuzz_test_only_key.pem"),
             )
             .expect("the committed fuzz certificate loads")
@@ -118,4 +129,142 @@ fn drain(session: &mut TlsSession) -> usize {
         }
     }
     out.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use std::io::{Read, Write};
+
+    /// A client trusting the test-only certificate, for `localhost`.
+    fn client(versions: &[&'static rustls::SupportedProtocolVersion]) -> ClientConnection {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(TEST_ONLY_CERT_PEM) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        #[allow(deprecated)] // ring on purpose (see config.rs)
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        ClientConnection::new(Arc::new(config), name).unwrap()
+    }
+
+    /// Client flights into the session, session flights back, until both are done.
+    fn handshake(client: &mut ClientConnection, server: &mut TlsSession) {
+        let mut scratch = [0u8; 1024];
+        for _ in 0..8 {
+            let mut up = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut up).unwrap();
+            }
+            if !up.is_empty() {
+                server.read(&up, &mut scratch, |_| Ok(())).unwrap();
+            }
+            let mut down = Vec::new();
+            while server.wants_write() {
+                server.write_to(&mut down).unwrap();
+            }
+            if !down.is_empty() {
+                client.read_tls(&mut &down[..]).unwrap();
+                client.process_new_packets().unwrap();
+            }
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return;
+            }
+        }
+        panic!("no handshake");
+    }
+
+    #[test]
+    fn the_test_only_certificate_serves_tls12_and_tls13_with_sni() {
+        for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12]] {
+            let mut client = client(versions);
+            let mut server = TlsSession::new(test_only_server_config()).unwrap();
+            handshake(&mut client, &mut server);
+            assert_eq!(server.server_name(), Some("localhost"));
+            client.writer().write_all(b"ping").unwrap();
+            let mut up = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut up).unwrap();
+            }
+            let mut got = Vec::new();
+            let mut scratch = [0u8; 3]; // smaller than the record: handed on in pieces
+            server
+                .read(&up, &mut scratch, |p| {
+                    got.extend_from_slice(p);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(got, b"ping");
+            assert_eq!(server.encrypt(b"pong"), 4);
+            let mut down = Vec::new();
+            while server.wants_write() {
+                server.write_to(&mut down).unwrap();
+            }
+            client.read_tls(&mut &down[..]).unwrap();
+            client.process_new_packets().unwrap();
+            let mut pong = [0u8; 4];
+            client.reader().read_exact(&mut pong).unwrap();
+            assert_eq!(&pong, b"pong");
+        }
+    }
+
+    #[test]
+    fn encrypt_takes_at_most_the_buffer_limit_until_written() {
+        let mut client = client(&[&rustls::version::TLS13]);
+        let mut server = TlsSession::new(test_only_server_config()).unwrap();
+        handshake(&mut client, &mut server);
+        let big = vec![7u8; 4 * TLS_BUFFER_LIMIT];
+        let taken = server.encrypt(&big);
+        assert!(taken > 0 && taken <= TLS_BUFFER_LIMIT, "{taken}");
+        assert_eq!(server.encrypt(&big[taken..]), 0, "full until written");
+        let mut out = Vec::new();
+        while server.wants_write() {
+            server.write_to(&mut out).unwrap();
+        }
+        assert!(server.encrypt(&big[taken..]) > 0, "room again once written");
+    }
+
+    #[test]
+    fn a_client_close_notify_ends_the_stream_and_errors_fail_the_session() {
+        let mut client = client(&[&rustls::version::TLS12]);
+        let mut server = TlsSession::new(test_only_server_config()).unwrap();
+        handshake(&mut client, &mut server);
+        client.send_close_notify();
+        let mut up = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut up).unwrap();
+        }
+        let mut scratch = [0u8; 64];
+        let read = server.read(&up, &mut scratch, |_| Ok(())).unwrap();
+        assert!(read.peer_closed);
+
+        let mut server = TlsSession::new(test_only_server_config()).unwrap();
+        let err = server
+            .read(
+                &[0x16, 3, 1, 0, 8, 1, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef],
+                &mut scratch,
+                |_| Ok(()),
+            )
+            .unwrap_err();
+        assert!(matches!(err, crate::CloseReason::Tls(_)), "{err:?}");
+        assert!(server.is_failed());
+        assert!(server.wants_write(), "the alert is queued: {err:?}");
+        assert_eq!(server.encrypt(b"dropped"), 7);
+    }
+
+    #[test]
+    fn committed_seeds_and_garbage_never_break_the_target() {
+        fuzz_tls_front(&[]);
+        fuzz_tls_front(&[0xff]);
+        fuzz_tls_front(&[0xc0, 0x16, 0x16, 0x16, 0x16, 0x16, 0x16]);
+        fuzz_tls_front(&[0x00, 0x01, 0x00, 0x00, 0x00]);
+    }
 }
