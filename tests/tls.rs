@@ -649,3 +649,37 @@ fn config_errors_name_their_cause() {
     let err = builder().tls_only(true).start(handler).unwrap_err();
     assert!(err.to_string().contains("tls_only"), "{err}");
 }
+
+#[test]
+fn where_plain_clients_are_welcome_the_tls_deadline_starts_with_a_client_hello() {
+    let pki = pki("optional");
+    let timeout = util::scaled(Duration::from_millis(200));
+    let (server, mut closed) = start(
+        builder()
+            .tls(pki.server_config())
+            .tls_handshake_timeout(timeout),
+    );
+    let addr = server.local_addr();
+    // A plain client that has not sent its first byte yet: the pomelo handshake timeout (10 s)
+    // covers it, not the TLS one.
+    let mut plain = Client::connect(addr, Transport::Tcp);
+    // A TLS client stalled in its hello: closed at the TLS deadline.
+    let name = ServerName::IpAddress(addr.ip().into());
+    let mut hello = Vec::new();
+    ClientConnection::new(pki.client(TLS12), name)
+        .unwrap()
+        .write_tls(&mut hello)
+        .unwrap();
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(&hello[..hello.len() / 2]).unwrap();
+    let got = read_to_end(half);
+    assert!(got.is_empty() || got[0] == 0x15, "{got:02x?}");
+    assert!(matches!(
+        &closed.wait_count(1)[0].reason,
+        CloseReason::Tls(t) if t.starts_with("handshake not completed")
+    ));
+    // The plain client, older than the closed one, is still served.
+    plain.start();
+    plain.echo(1);
+    assert_eq!(server.metrics().tls_handshake_failures, 1);
+}
