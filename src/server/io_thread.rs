@@ -71,7 +71,6 @@ enum Fed {
 
 /// Hands the bytes read from the socket to the connection: to its protocol state machine, or
 /// through its TLS layer first (see `src/server/tls/`).
-#[allow(clippy::too_many_arguments)]
 fn feed(
     conn: &mut Conn,
     data: &[u8],
