@@ -117,6 +117,13 @@ fn feed(
             if read.handshake_completed {
                 *deadline = None;
                 env.metrics.tls_handshakes(1);
+                log::debug!(
+                    "gatehouse: session {} ({}): TLS {:?} established (SNI: {:?})",
+                    core.sid(),
+                    conn.remote,
+                    session.protocol_version(),
+                    session.server_name()
+                );
             }
             return Ok(if read.peer_closed {
                 Fed::PeerClosed
