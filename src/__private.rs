@@ -150,6 +150,18 @@ pub use crate::handoff::Handoff;
 #[doc(hidden)]
 pub use crate::ws::fuzzing as ws;
 
+// tls
+/// The TLS layer, sans-IO (feature `tls`): the first-byte front and one connection's rustls
+/// session, for the fuzz target, benchmarks and allocation tests.
+#[cfg(feature = "tls")]
+#[doc(hidden)]
+pub mod tls {
+    pub use crate::server::tls::fuzzing::{test_only_server_config, TEST_ONLY_CERT_PEM};
+    pub use crate::server::tls::{
+        front, Front, TlsRead, TlsSession, PLAINTEXT_CHUNK, TLS_BUFFER_LIMIT, TLS_HANDSHAKE_RECORD,
+    };
+}
+
 // fuzz
 /// The fuzz entry points, one per target in `fuzz/fuzz_targets/` and of the same name. Each
 /// takes arbitrary bytes and panics on a violated property; `tests/fuzz_corpus.rs` replays the
@@ -161,6 +173,8 @@ pub mod fuzz {
         fuzz_handshake as handshake, fuzz_message as message, fuzz_package_stream as package_stream,
     };
     pub use crate::server::fuzzing::fuzz_connection as connection;
+    #[cfg(feature = "tls")]
+    pub use crate::server::tls::fuzzing::fuzz_tls_front as tls_front;
     pub use crate::ws::fuzzing::{
         fuzz_frames as ws_frames, fuzz_frames_roundtrip as ws_roundtrip,
         fuzz_sniff_and_handshake as ws_upgrade,
@@ -179,5 +193,7 @@ pub mod fuzz {
         ("ws_upgrade", ws_upgrade),
         ("connection", connection),
         ("service_ops", service_ops),
+        #[cfg(feature = "tls")]
+        ("tls_front", tls_front),
     ];
 }
