@@ -144,6 +144,17 @@ pub use crate::handoff::Handoff;
 #[doc(hidden)]
 pub use crate::ws::fuzzing as ws;
 
+// tls
+/// The TLS layer, sans-IO (feature `tls`): the first-byte front and one connection's rustls
+/// session, for the fuzz target, benchmarks and allocation tests.
+#[cfg(feature = "tls")]
+#[doc(hidden)]
+pub mod tls {
+    pub use crate::server::tls::{
+        front, Front, TlsRead, TlsSession, PLAINTEXT_CHUNK, TLS_BUFFER_LIMIT, TLS_HANDSHAKE_RECORD,
+    };
+}
+
 // fuzz
 /// The fuzz entry points, one per target in `fuzz/fuzz_targets/` and of the same name. Each
 /// takes arbitrary bytes and panics on a violated property; `tests/fuzz_corpus.rs` replays the

@@ -118,6 +118,10 @@ pub enum CloseReason {
     ///
     /// [`Handler`]: crate::server::Handler
     HandlerPanic,
+    /// The TLS layer (feature `tls`) ended the connection: a plain client on a TLS-only port,
+    /// a TLS handshake not completed within its timeout, or a TLS error (the text is rustls'
+    /// description; its alert, if any, was sent first).
+    Tls(Arc<str>),
 }
 
 impl CloseReason {
@@ -156,6 +160,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Io(kind) => write!(f, "i/o error: {kind}"),
             CloseReason::Shutdown => f.write_str("server shutting down"),
             CloseReason::HandlerPanic => f.write_str("application handler panicked"),
+            CloseReason::Tls(what) => write!(f, "tls: {what}"),
         }
     }
 }

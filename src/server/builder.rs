@@ -29,6 +29,9 @@ use std::time::Duration;
 /// | `listen_backlog` | 1 024 | the kernel drops further SYNs until accepts catch up (capped by `net.core.somaxconn`) |
 /// | `max_message_id` | 2³¹ − 1 | closed: `ProtocolViolation("message id too large")` |
 /// | `close_linger` | 5 s | a kicked connection whose KICK cannot be flushed is dropped |
+/// | `tls` (feature `tls`) | none | TLS-TCP and WSS on the same port (see [`ServerBuilder::tls`]) |
+/// | `tls_only` (feature `tls`) | `false` | plain clients closed: `Tls("plaintext client on a TLS-only port")` |
+/// | `tls_handshake_timeout` (feature `tls`) | 10 s | closed: `Tls("handshake not completed within …")` |
 #[derive(Clone)]
 pub struct ServerBuilder {
     pub(crate) addr: SocketAddr,
@@ -45,6 +48,12 @@ pub struct ServerBuilder {
     pub(crate) dictionary: Vec<String>,
     pub(crate) session: SessionConfig,
     pub(crate) listener: Option<Arc<dyn SessionListener>>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::server::TlsConfig>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_only: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerBuilder {
@@ -64,6 +73,12 @@ impl Default for ServerBuilder {
             dictionary: Vec::new(),
             session: SessionConfig::default(),
             listener: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_only: false,
+            #[cfg(feature = "tls")]
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -162,6 +177,41 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS on the port (feature `tls`): a client whose first byte opens a TLS
+    /// ClientHello (`0x16`) gets a TLS session with this certificate, then speaks raw pomelo
+    /// (TLS-TCP) or WebSocket (WSS) inside it, told apart as on a plain connection. Plain
+    /// TCP and WebSocket clients are still served on the same port unless
+    /// [`tls_only`](Self::tls_only) is set. Keep a clone of `config` to reload the
+    /// certificate later ([`TlsConfig`](crate::server::TlsConfig)).
+    ///
+    /// Every limit of the table above applies inside TLS as outside; rustls holds at most
+    /// 64 KiB more per connection for its own records.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::server::TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Refuses plain (non-TLS) clients: a connection whose first byte is not a TLS handshake
+    /// record is closed at once, with [`CloseReason::Tls`](crate::CloseReason::Tls) (logged,
+    /// counted). Default `false`. Needs [`tls`](Self::tls).
+    #[cfg(feature = "tls")]
+    pub fn tls_only(mut self, only: bool) -> Self {
+        self.tls_only = only;
+        self
+    }
+
+    /// Time from accept until the TLS handshake is complete (default 10 s); past it the
+    /// connection is closed with [`CloseReason::Tls`](crate::CloseReason::Tls). On a port that
+    /// also serves plain clients, it starts with the client's first byte; on a TLS-only port,
+    /// at accept. The pomelo `handshake_timeout` runs from accept in both cases, and covers
+    /// the TLS handshake too.
+    #[cfg(feature = "tls")]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
     /// Binds the port, starts the I/O threads and returns the running server.
     ///
     /// # Errors
@@ -188,6 +238,10 @@ impl ServerBuilder {
         if self.heartbeat.is_some_and(|h| h.is_zero()) {
             return bad("heartbeat must be positive (or None)");
         }
+        #[cfg(feature = "tls")]
+        if self.tls_only && self.tls.is_none() {
+            return bad("tls_only needs a certificate (ServerBuilder::tls)");
+        }
         Ok(())
     }
 
@@ -200,8 +254,8 @@ impl ServerBuilder {
 
 impl fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerBuilder")
-            .field("addr", &self.addr)
+        let mut f = f.debug_struct("ServerBuilder");
+        f.field("addr", &self.addr)
             .field("io_threads", &self.io_threads)
             .field("heartbeat", &self.heartbeat)
             .field("heartbeat_timeout", &self.effective_heartbeat_timeout())
@@ -213,7 +267,11 @@ impl fmt::Debug for ServerBuilder {
             .field("max_message_id", &self.max_message_id)
             .field("close_linger", &self.close_linger)
             .field("dictionary", &self.dictionary.len())
-            .field("session", &self.session)
-            .finish()
+            .field("session", &self.session);
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls.is_some())
+            .field("tls_only", &self.tls_only)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout);
+        f.finish()
     }
 }

@@ -6,6 +6,8 @@ use crate::frame::Frame;
 use crate::id::Sid;
 use crate::server::conn::{more, ConnCore, ConnEnv, ConnLogs, LogKind, Pushed};
 use crate::server::log_limit::LogLimit;
+#[cfg(feature = "tls")]
+use crate::server::tls::{front, ConnTls, Front, TlsSession, TlsSettings, PLAINTEXT_CHUNK};
 use crate::server::{Shared, TICK};
 use crate::sync::Ordering;
 use crate::transport::{apply_commands, CommandTarget};
@@ -42,6 +44,89 @@ struct Conn {
     dirty: bool,
     /// Write side shut down after the last bytes went out; reading until EOF or the linger.
     draining: bool,
+    /// The TLS layer beneath `core` (feature `tls`).
+    #[cfg(feature = "tls")]
+    tls: ConnTls,
+}
+
+impl Conn {
+    /// Bytes wait to be written: plaintext in `core` or, with TLS, ciphertext in the session.
+    fn has_output(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.wants_write() {
+            return true;
+        }
+        self.core.has_output()
+    }
+}
+
+/// What feeding a connection the bytes it read ended in, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fed {
+    Open,
+    /// The client ended its side cleanly inside TLS (`close_notify`): as end of stream.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    PeerClosed,
+}
+
+/// Hands the bytes read from the socket to the connection: to its protocol state machine, or
+/// through its TLS layer first (see `src/server/tls/`).
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    conn: &mut Conn,
+    data: &[u8],
+    now: Instant,
+    env: &ConnEnv<'_>,
+    #[cfg(feature = "tls")] tls: Option<&TlsSettings>,
+    #[cfg(feature = "tls")] scratch: &mut Vec<u8>,
+) -> Result<Fed, CloseReason> {
+    #[cfg(feature = "tls")]
+    {
+        if let ConnTls::Front { .. } = conn.tls {
+            let Some(settings) = tls else {
+                conn.tls = ConnTls::Off;
+                return conn.core.on_input(data, now, env).map(|()| Fed::Open);
+            };
+            match front(data) {
+                Front::NeedMore => return Ok(Fed::Open),
+                Front::Plain if settings.only => {
+                    return Err(CloseReason::Tls(Arc::from(
+                        "plaintext client on a TLS-only port",
+                    )))
+                }
+                Front::Plain => conn.tls = ConnTls::Off,
+                Front::Tls => {
+                    let deadline = match conn.tls {
+                        ConnTls::Front {
+                            deadline: Some(deadline),
+                        } => deadline,
+                        _ => now + settings.handshake_timeout,
+                    };
+                    conn.tls = ConnTls::On {
+                        session: Box::new(TlsSession::new(settings.config.current())?),
+                        deadline: Some(deadline),
+                    };
+                }
+            }
+        }
+        if let ConnTls::On { session, deadline } = &mut conn.tls {
+            if scratch.is_empty() {
+                scratch.resize(PLAINTEXT_CHUNK, 0);
+            }
+            let core = &mut conn.core;
+            let read = session.read(data, scratch, |plain| core.on_input(plain, now, env))?;
+            if read.handshake_completed {
+                *deadline = None;
+                env.metrics.tls_handshakes(1);
+            }
+            return Ok(if read.peer_closed {
+                Fed::PeerClosed
+            } else {
+                Fed::Open
+            });
+        }
+    }
+    conn.core.on_input(data, now, env).map(|()| Fed::Open)
 }
 
 pub(crate) struct IoThread {
@@ -69,6 +154,10 @@ pub(crate) struct IoThread {
     refused_log: LogLimit,
     /// Lines clients can trigger at will (junk routes, handler panics), rate-limited.
     conn_logs: ConnLogs,
+    /// Where TLS connections' plaintext is decrypted to (one record's worth; allocated at the
+    /// first TLS connection).
+    #[cfg(feature = "tls")]
+    tls_plain: Vec<u8>,
     /// A descriptor held in reserve (on `/dev/null`) by the accepting thread: when `accept`
     /// fails for want of descriptors, closing it lets the backlog be accepted and closed at
     /// once (see [`IoThread::shed_backlog`]).
@@ -126,6 +215,8 @@ impl IoThread {
             accept_failed_log: LogLimit::default(),
             refused_log: LogLimit::default(),
             conn_logs: ConnLogs::default(),
+            #[cfg(feature = "tls")]
+            tls_plain: Vec::new(),
             spare_fd,
             stopping: false,
         })
@@ -354,6 +445,8 @@ impl IoThread {
             writable: false,
             dirty: false,
             draining: false,
+            #[cfg(feature = "tls")]
+            tls: ConnTls::new(self.shared.tls.as_ref(), now),
         });
         self.by_sid.insert(sid, key);
         self.metrics().accepted(1);
@@ -394,14 +487,30 @@ impl IoThread {
                         metrics: &self.shared.metrics[self.index],
                         logs: &self.conn_logs,
                     };
-                    let result = conn.core.on_input(&buf[..n], now, &env);
-                    let has_output = conn.core.has_output();
+                    let result = feed(
+                        conn,
+                        &buf[..n],
+                        now,
+                        &env,
+                        #[cfg(feature = "tls")]
+                        self.shared.tls.as_ref(),
+                        #[cfg(feature = "tls")]
+                        &mut self.tls_plain,
+                    );
+                    let has_output = conn.has_output();
                     if has_output {
                         self.mark_dirty(key);
                     }
-                    if let Err(reason) = result {
-                        self.close_conn(key, reason, now);
-                        return;
+                    match result {
+                        Ok(Fed::Open) => {}
+                        Ok(Fed::PeerClosed) => {
+                            self.close_conn(key, CloseReason::PeerClosed, now);
+                            return;
+                        }
+                        Err(reason) => {
+                            self.close_conn(key, reason, now);
+                            return;
+                        }
                     }
                     if n < buf.len() && !until_eagain {
                         return;
@@ -466,6 +575,10 @@ impl IoThread {
         let remote = conn.remote;
         self.shared.service.close(sid, reason.clone());
         self.shared.metrics[self.index].close(&reason);
+        #[cfg(feature = "tls")]
+        if conn.tls.handshaking() {
+            self.shared.metrics[self.index].tls_handshake_failures(1);
+        }
         match &reason {
             CloseReason::PeerClosed
             | CloseReason::Kicked(_)
@@ -476,6 +589,7 @@ impl IoThread {
             // A client can cause these as fast as it can connect: one line per interval.
             CloseReason::ProtocolViolation(_)
             | CloseReason::HandshakeRejected(_)
+            | CloseReason::Tls(_)
             | CloseReason::HandlerPanic => {
                 if let Some(n) = self.conn_logs.hit(LogKind::CloseForCause, now) {
                     log::info!(
@@ -490,7 +604,7 @@ impl IoThread {
         // bytes are still due to it (the echo of a WebSocket close): flush those first.
         let peer_gone = match &reason {
             CloseReason::Io(_) => true,
-            CloseReason::PeerClosed => !conn.core.has_output(),
+            CloseReason::PeerClosed => !conn.has_output(),
             _ => false,
         };
         if peer_gone {
@@ -558,13 +672,32 @@ impl IoThread {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        while conn.core.has_output() {
-            match conn.stream.write(conn.core.output()) {
+        loop {
+            #[cfg(feature = "tls")]
+            if let Some(session) = conn.tls.session() {
+                // Plaintext into rustls as far as its buffer limit allows (the rest stays in
+                // `core`, under `max_outbound_bytes`); once a closing connection's last bytes
+                // are in, its close_notify follows them.
+                while conn.core.has_output() {
+                    let n = session.encrypt(conn.core.output());
+                    if n == 0 {
+                        break;
+                    }
+                    conn.core.consumed(n);
+                }
+                if conn.core.is_closing() && !conn.core.has_output() {
+                    session.close_notify();
+                }
+            }
+            let written = match write_some(conn) {
+                None => break,
+                Some(written) => written,
+            };
+            match written {
                 Ok(0) => break,
                 Ok(n) => {
                     metrics.bytes_out(n as u64);
                     metrics.write_calls(1);
-                    conn.core.consumed(n);
                 }
                 Err(err) if would_block(&err) => break,
                 Err(err) if interrupted(&err) => continue,
@@ -579,7 +712,7 @@ impl IoThread {
                 }
             }
         }
-        let pending = conn.core.has_output();
+        let pending = conn.has_output();
         if pending != conn.writable {
             let interest = if pending {
                 Interest::READABLE | Interest::WRITABLE
@@ -607,6 +740,18 @@ impl IoThread {
 
     fn check_deadlines(&mut self, now: Instant, _buf: &mut [u8]) {
         for (key, conn) in self.conns.iter_mut() {
+            #[cfg(feature = "tls")]
+            if !conn.core.is_closing() && conn.tls.deadline().is_some_and(|d| now >= d) {
+                let limit = self.shared.tls.as_ref().map(|t| t.handshake_timeout);
+                self.to_close.push((
+                    key,
+                    CloseReason::Tls(Arc::from(format!(
+                        "handshake not completed within {:?}",
+                        limit.unwrap_or_default()
+                    ))),
+                ));
+                continue;
+            }
             if let Some(reason) = conn.core.on_tick(now) {
                 self.to_close.push((key, reason));
             }
@@ -667,6 +812,26 @@ impl IoThread {
             self.conns.capacity()
         );
     }
+}
+
+/// One write of what `conn` has pending: ciphertext if it speaks TLS, else its plaintext (marked
+/// consumed as far as written). `None`: nothing to write.
+fn write_some(conn: &mut Conn) -> Option<io::Result<usize>> {
+    #[cfg(feature = "tls")]
+    if let ConnTls::On { session, .. } = &mut conn.tls {
+        if !session.wants_write() {
+            return None;
+        }
+        return Some(session.write_to(&mut conn.stream));
+    }
+    if !conn.core.has_output() {
+        return None;
+    }
+    let written = conn.stream.write(conn.core.output());
+    if let Ok(n) = written {
+        conn.core.consumed(n);
+    }
+    Some(written)
 }
 
 /// The connection table is compacted only above this many slots (below, the memory is small and

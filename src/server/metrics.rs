@@ -24,6 +24,9 @@ pub struct CloseCounts {
     pub shutdown: u64,
     /// A handler or session listener panicked while serving the connection.
     pub handler_panic: u64,
+    /// The TLS layer closed it (feature `tls`): plain client on a TLS-only port, TLS
+    /// handshake timeout, TLS error.
+    pub tls: u64,
 }
 
 /// A snapshot of the connector's counters (sums over all I/O threads).
@@ -53,6 +56,12 @@ pub struct Metrics {
     /// Times an I/O thread compacted its connection table after a peak (fewer than a quarter of
     /// its slots in use): the memory of a login storm that left is given back.
     pub compactions: u64,
+    /// TLS handshakes completed (feature `tls`).
+    pub tls_handshakes: u64,
+    /// TLS handshakes that did not complete: the connection closed during one, whatever the
+    /// reason (a TLS error, its timeout, the peer leaving), or a plain client came to a
+    /// TLS-only port.
+    pub tls_handshake_failures: u64,
     /// Closes by reason.
     pub closes: CloseCounts,
 }
@@ -83,6 +92,9 @@ struct Counters {
     io_error: AtomicU64,
     shutdown: AtomicU64,
     handler_panic: AtomicU64,
+    tls: AtomicU64,
+    tls_handshakes: AtomicU64,
+    tls_handshake_failures: AtomicU64,
 }
 
 macro_rules! bump {
@@ -107,6 +119,9 @@ impl ThreadMetrics {
         compacted
     );
 
+    #[cfg(feature = "tls")]
+    bump!(tls_handshakes, tls_handshake_failures);
+
     pub(crate) fn close(&self, reason: &CloseReason) {
         let c = &self.inner;
         let counter = match reason {
@@ -123,6 +138,7 @@ impl ThreadMetrics {
             CloseReason::Io(_) => &c.io_error,
             CloseReason::Shutdown => &c.shutdown,
             CloseReason::HandlerPanic => &c.handler_panic,
+            CloseReason::Tls(_) => &c.tls,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -139,6 +155,8 @@ impl ThreadMetrics {
         m.frames_dropped += get(&c.frames_dropped);
         m.write_calls += get(&c.write_calls);
         m.compactions += get(&c.compacted);
+        m.tls_handshakes += get(&c.tls_handshakes);
+        m.tls_handshake_failures += get(&c.tls_handshake_failures);
         m.closes.kicked += get(&c.kicked);
         m.closes.peer_closed += get(&c.peer_closed);
         m.closes.heartbeat_timeout += get(&c.heartbeat_timeout);
@@ -148,5 +166,6 @@ impl ThreadMetrics {
         m.closes.io_error += get(&c.io_error);
         m.closes.shutdown += get(&c.shutdown);
         m.closes.handler_panic += get(&c.handler_panic);
+        m.closes.tls += get(&c.tls);
     }
 }

@@ -16,6 +16,42 @@
 //! write every connection that has output, once, with everything queued for it → check
 //! deadlines every 100 ms.
 //!
+//! # TLS and WSS (feature `tls`)
+//!
+//! With [`ServerBuilder::tls`], the same port also serves TLS (rustls, TLS 1.2 and 1.3, no
+//! SNI needed): a connection whose first byte is `0x16` (a TLS handshake record) is decrypted
+//! beneath [`ConnCore`], which then sniffs the plaintext for raw TCP or WebSocket as usual, so
+//! TLS-TCP and WSS (`wss://`) come with it. Plain clients are served too unless
+//! [`ServerBuilder::tls_only`] is set. The certificate is a [`TlsConfig`] (PEM files, PEM in
+//! memory or a rustls `ServerConfig`), reloadable while the server runs. Failures (a plain
+//! client on a TLS-only port, a TLS error, a handshake past
+//! [`ServerBuilder::tls_handshake_timeout`]) close with [`CloseReason::Tls`](crate::CloseReason),
+//! logged and counted ([`CloseCounts::tls`], [`Metrics::tls_handshake_failures`]).
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use gatehouse::server::{Handler, Request, Response, Server, TlsConfig};
+//! use std::sync::Arc;
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     fn request(&self, req: Request<'_>) -> Response {
+//!         Response::Json(req.json().clone())
+//!     }
+//! }
+//!
+//! let tls = TlsConfig::from_pem_files("cert.pem", "key.pem")?;
+//! let server = Server::builder().tls(tls.clone()).tls_only(true).start(Arc::new(Echo))?;
+//! // Certificate renewed on disk: new connections get it, open ones keep theirs.
+//! tls.reload_pem_files("cert.pem", "key.pem")?;
+//! # drop(server);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tls"))]
+//! # fn main() {}
+//! ```
+//!
 //! [`ConnCore`]: conn::ConnCore
 
 mod builder;
@@ -26,10 +62,15 @@ mod handler;
 mod io_thread;
 mod log_limit;
 mod metrics;
+#[cfg(feature = "tls")]
+#[doc(hidden)]
+pub mod tls;
 
 pub use builder::ServerBuilder;
 pub use handler::{Handler, Request, Responder, Response};
 pub use metrics::{CloseCounts, Metrics};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsConfigError};
 
 #[doc(hidden)]
 pub use conn::{ConnConfig, ConnCore};
@@ -104,6 +145,9 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicUsize,
     pub(crate) stopping: AtomicBool,
     pub(crate) shutdown_reason: Mutex<Option<Arc<str>>>,
+    /// The TLS settings, if the port serves TLS.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<tls::TlsSettings>,
 }
 
 /// A running connector. Dropping it shuts it down (as [`Server::shutdown`] with no reason).
@@ -164,6 +208,12 @@ impl Server {
             connections: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             shutdown_reason: Mutex::new(None),
+            #[cfg(feature = "tls")]
+            tls: builder.tls.clone().map(|config| tls::TlsSettings {
+                config,
+                only: builder.tls_only,
+                handshake_timeout: builder.tls_handshake_timeout,
+            }),
         });
 
         let mut listener = Some(listener);
@@ -186,9 +236,15 @@ impl Server {
                 }
             }
         }
-        log::info!(
-            "gatehouse: listening on {local_addr} (tcp + websocket), {threads} I/O thread(s)"
-        );
+        #[cfg(feature = "tls")]
+        let transports = match &shared.tls {
+            None => "tcp + websocket",
+            Some(t) if t.only => "tls + wss only",
+            Some(_) => "tcp + websocket + tls + wss",
+        };
+        #[cfg(not(feature = "tls"))]
+        let transports = "tcp + websocket";
+        log::info!("gatehouse: listening on {local_addr} ({transports}), {threads} I/O thread(s)");
         Ok(Server {
             shared,
             local_addr,
