@@ -11,9 +11,13 @@
 //!
 //! * `setup/*`: one whole handshake per iteration, from `TlsSession::new` to the last byte the
 //!   server sends (TLS 1.3 session tickets included). `full_tls13` and `full_tls12` use a
-//!   client with resumption off; `resumed_tls13` a client that kept the tickets of an earlier
-//!   handshake (PSK with ECDHE, rustls' default), so the server skips the certificate and
-//!   signature.
+//!   client with resumption off that offers X25519 first, as OpenSSL (Node, libpomelo2) and
+//!   browsers do; `full_tls13_p384` a client in rustls 0.23.48's *ring* default order, which
+//!   puts secp384r1 first (the server follows the client's order, and *ring*'s P-384 is generic
+//!   big-number code: the costly case); `resumed_tls13` an X25519 client that kept the tickets
+//!   of an earlier handshake (PSK with ECDHE, rustls' default), so the server skips the
+//!   certificate and signature. Each handshake is checked (outside the timing) to be the kind
+//!   and group its name says.
 //! * `push/*`: an established TLS 1.3 session; per iteration one PUSH package (64 B or 1 KiB,
 //!   header included) goes through `encrypt` and `write_to` into an output buffer that is
 //!   reused, as the I/O thread does with each write. `plain_*` is what a plain connection does
@@ -32,7 +36,9 @@ use gatehouse::protocol::encode_push;
 use gatehouse::server::TlsConfig;
 use rustls::client::Resumption;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig};
+use rustls::{
+    ClientConfig, ClientConnection, HandshakeKind, NamedGroup, RootCertStore, ServerConfig,
+};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,15 +65,33 @@ fn server_and_roots() -> (Arc<ServerConfig>, RootCertStore) {
     (server, roots)
 }
 
+/// Which key exchange group the client offers first (its key share in TLS 1.3; the server
+/// follows the client's order in both versions).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kx {
+    /// X25519 first: what OpenSSL (Node, libpomelo2) and browsers offer.
+    X25519,
+    /// rustls 0.23.48's *ring* default order, secp384r1 first: what a rustls client with that
+    /// provider offers.
+    RingDefault,
+}
+
 /// A client trusting `roots`, speaking only `version`, with the server's crypto provider
-/// (ring; rustls 0.23.48 deprecates naming it directly).
+/// (ring; rustls 0.23.48 deprecates naming it directly), its groups in `kx` order.
 fn client_config(
     server: &ServerConfig,
     roots: &RootCertStore,
     version: &'static rustls::SupportedProtocolVersion,
+    kx: Kx,
     resume: bool,
 ) -> Arc<ClientConfig> {
-    let mut config = ClientConfig::builder_with_provider(server.crypto_provider().clone())
+    let mut provider = (**server.crypto_provider()).clone();
+    if kx == Kx::X25519 {
+        provider
+            .kx_groups
+            .sort_by_key(|group| group.name() != NamedGroup::X25519);
+    }
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[version])
         .expect("protocol version")
         .with_root_certificates(roots.clone())
@@ -96,13 +120,13 @@ impl Wire {
 }
 
 /// One handshake between a new server session and a new client, bytes moved in memory until
-/// neither side has anything to send; returns the established server session and the time
-/// spent in the server's calls only.
+/// neither side has anything to send; returns the established server session, the time spent
+/// in the server's calls only, and what the client saw (full or resumed, the group).
 fn handshake(
     server_config: &Arc<ServerConfig>,
     client_config: &Arc<ClientConfig>,
     wire: &mut Wire,
-) -> (TlsSession, Duration) {
+) -> (TlsSession, Duration, Seen) {
     let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
     let mut client = ClientConnection::new(client_config.clone(), name).expect("client");
     let t0 = Instant::now();
@@ -138,7 +162,18 @@ fn handshake(
         }
     }
     assert!(!server.is_handshaking() && !client.is_handshaking());
-    (server, server_time)
+    let seen = Seen {
+        kind: client.handshake_kind(),
+        group: client.negotiated_key_exchange_group().map(|g| g.name()),
+    };
+    (server, server_time, seen)
+}
+
+/// What the client negotiated, to check that each bench measures what its name says.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    kind: Option<HandshakeKind>,
+    group: Option<NamedGroup>,
 }
 
 fn setup(c: &mut Criterion) {
@@ -146,29 +181,39 @@ fn setup(c: &mut Criterion) {
     let mut wire = Wire::new();
     let mut group = c.benchmark_group("setup");
     group.throughput(Throughput::Elements(1));
-    for (name, version, resume) in [
-        ("full_tls13", &rustls::version::TLS13, false),
-        ("resumed_tls13", &rustls::version::TLS13, true),
-        ("full_tls12", &rustls::version::TLS12, false),
+    let (tls13, tls12) = (&rustls::version::TLS13, &rustls::version::TLS12);
+    let (full, resumed) = (HandshakeKind::Full, HandshakeKind::Resumed);
+    let (x25519, p384) = (NamedGroup::X25519, NamedGroup::secp384r1);
+    for (name, version, kx, resume, expect) in [
+        ("full_tls13", tls13, Kx::X25519, false, (full, x25519)),
+        (
+            "full_tls13_p384",
+            tls13,
+            Kx::RingDefault,
+            false,
+            (full, p384),
+        ),
+        ("resumed_tls13", tls13, Kx::X25519, true, (resumed, x25519)),
+        ("full_tls12", tls12, Kx::X25519, false, (full, x25519)),
     ] {
-        let client = client_config(&server, &roots, version, resume);
-        if resume {
-            // Prime the client's ticket store (and check that resumption really happens: a
-            // resumed handshake sends no certificate, so the server's flight is far smaller).
-            let full = handshake_bytes(&server, &client_config(&server, &roots, version, false));
-            handshake(&server, &client, &mut wire);
-            let resumed = handshake_bytes(&server, &client);
-            assert!(
-                resumed * 2 < full,
-                "no resumption: server sent {resumed} B resumed vs {full} B full"
-            );
+        let client = client_config(&server, &roots, version, kx, resume);
+        let expected = Seen {
+            kind: Some(expect.0),
+            group: Some(expect.1),
+        };
+        // Once before measuring: primes a resuming client's ticket store, and checks that the
+        // handshakes are the kind this bench is named for.
+        let (_, _, first) = handshake(&server, &client, &mut wire);
+        if !resume {
+            assert_eq!(first, expected, "{name}");
         }
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let (session, server_time) = handshake(&server, &client, &mut wire);
+                    let (session, server_time, seen) = handshake(&server, &client, &mut wire);
                     total += server_time;
+                    assert_eq!(seen, expected, "{name}");
                     black_box(session);
                 }
                 total
@@ -176,43 +221,6 @@ fn setup(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// Bytes the server sends in one handshake with this client (for the resumption check).
-fn handshake_bytes(server_config: &Arc<ServerConfig>, client_config: &Arc<ClientConfig>) -> usize {
-    let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
-    let mut client = ClientConnection::new(client_config.clone(), name).expect("client");
-    let mut server = TlsSession::new(server_config.clone()).expect("server session");
-    let mut wire = Wire::new();
-    let mut sent = 0;
-    loop {
-        wire.to_server.clear();
-        while client.wants_write() {
-            client
-                .write_tls(&mut wire.to_server)
-                .expect("client write_tls");
-        }
-        if !wire.to_server.is_empty() {
-            server
-                .read(&wire.to_server, &mut wire.scratch, |_| Ok(()))
-                .expect("server read");
-        }
-        wire.to_client.clear();
-        while server.wants_write() {
-            server
-                .write_to(&mut wire.to_client)
-                .expect("server write_to");
-        }
-        sent += wire.to_client.len();
-        let mut rest = &wire.to_client[..];
-        while !rest.is_empty() {
-            client.read_tls(&mut rest).expect("client read_tls");
-            client.process_new_packets().expect("client process");
-        }
-        if wire.to_server.is_empty() && wire.to_client.is_empty() {
-            return sent;
-        }
-    }
 }
 
 /// A PUSH package on route `onPush` of exactly `len` bytes (header included).
@@ -227,8 +235,8 @@ fn push_package(len: usize) -> Vec<u8> {
 
 fn push(c: &mut Criterion) {
     let (server, roots) = server_and_roots();
-    let client = client_config(&server, &roots, &rustls::version::TLS13, false);
-    let (mut session, _) = handshake(&server, &client, &mut Wire::new());
+    let client = client_config(&server, &roots, &rustls::version::TLS13, Kx::X25519, false);
+    let (mut session, _, _) = handshake(&server, &client, &mut Wire::new());
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut group = c.benchmark_group("push");
     group.throughput(Throughput::Elements(1));
