@@ -11,7 +11,16 @@
 //! port 0 picks a free port), `--threads N` (I/O threads, default: the available cores),
 //! `--heartbeat SECS` (default 30, 0 disables heartbeats), `--max-connections N` (default
 //! 100 000), `--seconds N` (run N seconds, then shut down gracefully; default: until killed).
-//! Once listening it prints `gate: listening on ADDR (pid N)`.
+//! TLS (the build needs `--features tls`): `--tls-cert PEM --tls-key PEM` (both or neither)
+//! serve TLS-TCP and WSS on the same port next to plain TCP and WebSocket; `--tls-only` (needs
+//! them) refuses plain clients. Without the feature these flags are refused with a message
+//! saying how to build with it.
+//! Once listening it prints `gate: listening on ADDR (pid N)`; with TLS, a second line
+//! `gate: tls: optional` or `gate: tls: only`.
+//!
+//! ```sh
+//! cargo run --release --features tls --example gate -- --tls-cert cert.pem --tls-key key.pem
+//! ```
 //!
 //! Routes (JSON bodies):
 //! * `connector.entryHandler.entry {uid}` → binds the session to the string uid →
@@ -34,6 +43,7 @@ use gatehouse::{Sessions, Uid};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -174,6 +184,47 @@ struct Cli {
     /// Run this many seconds, then shut down gracefully [default: until killed].
     #[arg(long, value_name = "N")]
     seconds: Option<u64>,
+    /// PEM certificate chain (leaf first): serve TLS-TCP and WSS on the same port (needs a
+    /// build with `--features tls`).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse plain (non-TLS) clients.
+    #[arg(long, requires = "tls_cert")]
+    tls_only: bool,
+}
+
+/// Applies the TLS flags to the builder.
+#[cfg(feature = "tls")]
+fn with_tls(
+    builder: gatehouse::server::ServerBuilder,
+    cli: &Cli,
+) -> gatehouse::server::ServerBuilder {
+    let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) else {
+        return builder;
+    };
+    let config = gatehouse::server::TlsConfig::from_pem_files(cert, key).unwrap_or_else(|err| {
+        eprintln!("gate: cannot load the TLS certificate: {err}");
+        std::process::exit(1);
+    });
+    builder.tls(config).tls_only(cli.tls_only)
+}
+
+/// Without the `tls` feature: the TLS flags are refused.
+#[cfg(not(feature = "tls"))]
+fn with_tls(
+    builder: gatehouse::server::ServerBuilder,
+    cli: &Cli,
+) -> gatehouse::server::ServerBuilder {
+    if cli.tls_cert.is_some() || cli.tls_key.is_some() || cli.tls_only {
+        eprintln!(
+            "gate: built without the tls feature: cargo run --features tls --example gate -- …"
+        );
+        std::process::exit(2);
+    }
+    builder
 }
 
 fn main() {
@@ -187,6 +238,7 @@ fn main() {
     if let Some(max) = cli.max_connections {
         builder = builder.max_connections(max);
     }
+    builder = with_tls(builder, &cli);
     let server = builder.start(Arc::new(Gate)).unwrap_or_else(|err| {
         eprintln!("gate: cannot start: {err}");
         std::process::exit(1);
@@ -196,6 +248,12 @@ fn main() {
         server.local_addr(),
         std::process::id()
     );
+    if cli.tls_cert.is_some() {
+        println!(
+            "gate: tls: {}",
+            if cli.tls_only { "only" } else { "optional" }
+        );
+    }
     let until = cli
         .seconds
         .and_then(|s| Instant::now().checked_add(Duration::from_secs(s)));
@@ -313,6 +371,25 @@ mod tests {
             parse(&["--addr", "127.0.0.1:5000"]).unwrap().addr,
             "127.0.0.1:5000".parse().unwrap()
         );
+        // TLS flags: certificate and key together; --tls-only needs them.
+        let cli = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-only"]).unwrap();
+        assert_eq!(cli.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(cli.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert!(cli.tls_only);
+        assert!(!parse(&[]).unwrap().tls_only);
+        for lone in [
+            &["--tls-cert", "c.pem"][..],
+            &["--tls-key", "k.pem"],
+            &["--tls-only"],
+        ] {
+            let err = parse(lone).unwrap_err();
+            assert_eq!(
+                (err.kind(), err.exit_code()),
+                (ErrorKind::MissingRequiredArgument, 2),
+                "{lone:?}"
+            );
+        }
+
         std::env::set_var("GATEHOUSE_ADDR", "not an address");
         assert_eq!(parse(&[]).unwrap_err().exit_code(), 2);
         std::env::remove_var("GATEHOUSE_ADDR");

@@ -166,6 +166,8 @@ pub mod fuzz {
         fuzz_handshake as handshake, fuzz_message as message, fuzz_package_stream as package_stream,
     };
     pub use crate::server::fuzzing::fuzz_connection as connection;
+    #[cfg(feature = "tls")]
+    pub use crate::server::tls::fuzzing::fuzz_tls_front as tls_front;
     pub use crate::ws::fuzzing::{
         fuzz_frames as ws_frames, fuzz_frames_roundtrip as ws_roundtrip,
         fuzz_sniff_and_handshake as ws_upgrade,
@@ -184,5 +186,7 @@ pub mod fuzz {
         ("ws_upgrade", ws_upgrade),
         ("connection", connection),
         ("service_ops", service_ops),
+        #[cfg(feature = "tls")]
+        ("tls_front", tls_front),
     ];
 }

@@ -22,6 +22,8 @@
 
 pub(crate) mod config;
 pub(crate) mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod session;
 
 pub use config::{TlsConfig, TlsConfigError};
