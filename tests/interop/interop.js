@@ -413,7 +413,9 @@ function openTls(extra = {}) {
 // What a TLS socket negotiated, for the reports.
 function tlsSummary(socket) {
     const c = socket.getCipher();
-    return `${socket.getProtocol()} ${c && c.standardName}, authorized=${socket.authorized}`;
+    const k = socket.getEphemeralKeyInfo();
+    const kx = k && k.name ? `, key exchange ${k.name}` : '';
+    return `${socket.getProtocol()} ${c && c.standardName}${kx}, authorized=${socket.authorized}`;
 }
 
 function openWs(secure = false) {
