@@ -56,10 +56,13 @@ fi
 
 step "doctests"
 cargo test --doc --locked
+cargo test --doc --locked --features tls
 cargo test --doc -p gatehouse-cluster --locked
 
 step "unit and integration tests (nextest)"
-cargo nextest run --all-targets --locked --no-fail-fast --no-tests=fail
+# With the `tls` feature: tests/tls.rs (required-features) and the tls_front corpus replay run,
+# and every other test runs over the TLS-enabled build (plain connections unchanged).
+cargo nextest run --all-targets --features tls --locked --no-fail-fast --no-tests=fail
 
 # The cluster layer (cluster/, package gatehouse-cluster) runs against real redis-server
 # processes the tests start themselves (unix sockets / free loopback ports, never 6379).

@@ -88,6 +88,8 @@ struct TlsClient {
     ws: bool,
     buf: Vec<u8>,
     sid: Option<u64>,
+    /// The stream ended with the server's close_notify (not a bare FIN or a reset).
+    clean_end: bool,
 }
 
 impl TlsClient {
@@ -110,6 +112,7 @@ impl TlsClient {
             ws,
             buf: Vec::new(),
             sid: None,
+            clean_end: false,
         };
         if ws {
             client.upgrade();
@@ -165,7 +168,10 @@ impl TlsClient {
                 "timed out waiting for the server"
             );
             match self.tls.read(&mut chunk) {
-                Ok(0) => return false,
+                Ok(0) => {
+                    self.clean_end = true;
+                    return false;
+                }
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return true;
@@ -299,6 +305,42 @@ fn tls13_and_tls12_clients_handshake_request_and_get_pushes_without_sni() {
     let m = server.metrics();
     assert_eq!(m.tls_handshakes, 4, "{m:?}");
     assert_eq!(m.tls_handshake_failures, 0, "{m:?}");
+}
+
+#[test]
+fn a_kick_over_tls_sends_the_kick_package_then_close_notify() {
+    let pki = pki("kick");
+    let (server, mut closed) = start(builder().tls(pki.server_config()));
+    for ws in [false, true] {
+        let mut c = TlsClient::connect(server.local_addr(), pki.client(TLS12), ws).unwrap();
+        c.start();
+        c.send_packages(&Client::request_bytes(
+            1,
+            "test.kick",
+            &json!({"reason": "bye"}),
+        ));
+        let resp = decode_msg(&c.expect(PackageType::Data));
+        assert_eq!((resp.id, resp.body), (1, json!({"code": 200})));
+        let kick: serde_json::Value = serde_json::from_slice(&c.expect(PackageType::Kick)).unwrap();
+        assert_eq!(kick, json!({"reason": "bye"}));
+        assert_eq!(
+            c.next_package(),
+            None,
+            "the end (or a close frame) after the KICK"
+        );
+        let deadline = Instant::now() + wait();
+        while c.fill(deadline) {}
+        assert!(
+            c.buf.is_empty(),
+            "nothing after the close frame: {:?}",
+            c.buf
+        );
+        assert!(c.clean_end, "TLS closed with close_notify (ws: {ws})");
+    }
+    let events = closed.wait_count(2);
+    assert!(events
+        .iter()
+        .all(|c| c.reason == CloseReason::kick(Some("bye"))));
 }
 
 #[test]

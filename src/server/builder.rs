@@ -29,7 +29,7 @@ use std::time::Duration;
 /// | `listen_backlog` | 1 024 | the kernel drops further SYNs until accepts catch up (capped by `net.core.somaxconn`) |
 /// | `max_message_id` | 2³¹ − 1 | closed: `ProtocolViolation("message id too large")` |
 /// | `close_linger` | 5 s | a kicked connection whose KICK cannot be flushed is dropped |
-/// | `tls` (feature `tls`) | none | TLS-TCP and WSS on the same port (see [`ServerBuilder::tls`]) |
+/// | `tls` (feature `tls`) | none | TLS-TCP and WSS on the same port (see `ServerBuilder::tls`) |
 /// | `tls_only` (feature `tls`) | `false` | plain clients closed: `Tls("plaintext client on a TLS-only port")` |
 /// | `tls_handshake_timeout` (feature `tls`) | 10 s | closed: `Tls("handshake not completed within …")` |
 #[derive(Clone)]

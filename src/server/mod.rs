@@ -18,14 +18,14 @@
 //!
 //! # TLS and WSS (feature `tls`)
 //!
-//! With [`ServerBuilder::tls`], the same port also serves TLS (rustls, TLS 1.2 and 1.3, no
+//! With `ServerBuilder::tls`, the same port also serves TLS (rustls, TLS 1.2 and 1.3, no
 //! SNI needed): a connection whose first byte is `0x16` (a TLS handshake record) is decrypted
 //! beneath [`ConnCore`], which then sniffs the plaintext for raw TCP or WebSocket as usual, so
 //! TLS-TCP and WSS (`wss://`) come with it. Plain clients are served too unless
-//! [`ServerBuilder::tls_only`] is set. The certificate is a [`TlsConfig`] (PEM files, PEM in
+//! `ServerBuilder::tls_only` is set. The certificate is a `TlsConfig` (PEM files, PEM in
 //! memory or a rustls `ServerConfig`), reloadable while the server runs. Failures (a plain
 //! client on a TLS-only port, a TLS error, a handshake past
-//! [`ServerBuilder::tls_handshake_timeout`]) close with [`CloseReason::Tls`](crate::CloseReason),
+//! `ServerBuilder::tls_handshake_timeout`) close with [`CloseReason::Tls`](crate::CloseReason),
 //! logged and counted ([`CloseCounts::tls`], [`Metrics::tls_handshake_failures`]).
 //!
 //! ```no_run

@@ -8,14 +8,14 @@
 //!        ←ciphertext─────────────────────────────── TlsSession ←plaintext──────── ConnCore
 //! ```
 //!
-//! * [`front`]: one byte tells a TLS ClientHello (`0x16`) from a pomelo package
+//! * `front.rs`: one byte tells a TLS ClientHello (`0x16`) from a pomelo package
 //!   (`0x01..=0x05`) or an HTTP request (a method letter). On a port that also serves plain
 //!   clients, everything else goes to [`ConnCore`](crate::server::ConnCore) unchanged; on a
 //!   TLS-only port it is closed ([`CloseReason::Tls`](crate::CloseReason::Tls)).
-//! * [`session`]: the rustls server connection, driven from byte slices. Its plaintext is
+//! * `session.rs` ([`TlsSession`]): the rustls server connection, driven from byte slices. Its plaintext is
 //!   sniffed by `ConnCore` exactly as a plain connection's bytes are, so TLS-TCP and WSS are
 //!   the same code as TCP and WebSocket.
-//! * [`config`]: the certificate, and the handle that reloads it.
+//! * `config.rs` ([`TlsConfig`]): the certificate, and the handle that reloads it.
 //!
 //! Both are sans-IO: the I/O thread (`src/server/io_thread.rs`) owns the socket, the
 //! handshake deadline and the close path; the fuzz target `tls_front` drives the same code.
