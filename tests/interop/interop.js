@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Interop test: codecs nobody in this repository wrote, talking to the gatehouse example gate.
 //
-//   node interop.js HOST PORT [--heartbeat SECONDS] [--timeout MS] [--only CASE,CASE…]
+//   node interop.js HOST PORT [--ca FILE] [--heartbeat SECONDS] [--timeout MS] [--only CASE,CASE…]
 //
 // Cases (run one after the other; the gate's `blast` pushes to every bound uid):
 //   tcp       raw TCP; 4-byte package framing by pinus-protocol@1.7.4 Package.encode/decode
@@ -9,6 +9,24 @@
 //   ws-batch  WebSocket, several packages in one frame (pinus disconnects; gatehouse must not)
 //   jsclient  the official browser client pomelo-jsclient-websocket@0.1.1 + pomelo-protocol@0.1.6,
 //             run in Node through the window/WebSocket shim (spec §6)
+// TLS cases, on the SAME port as the plain ones (the gate serves both; --ca is the test CA that
+// signed its certificate, see examples/test_ca.rs). Every TLS client verifies the server
+// (`ca:` the test CA only, `rejectUnauthorized: true`) and connects to the IP address HOST:
+//   tls           Node `tls.connect` (TLS 1.3 negotiated) + the tcp case's pinus-protocol steps;
+//                 the ClientHello Node wrote is captured and checked to carry NO server_name
+//                 extension (Node sends no SNI for an IP address; the server must not need it)
+//   tls12         the same with maxVersion 'TLSv1.2' (libpomelo2, the official C client, is
+//                 TLS 1.2 only)
+//   tls-sni       servername 'localhost': SNI is sent and the certificate is verified against
+//                 its DNS name; then the checks that verification is real: a wrong servername
+//                 and a client without the test CA are both refused by the client
+//   tls-badpeer   while one peer sits on half a ClientHello and another sends a 0x16 byte
+//                 followed by garbage (closed by the server), a TLS client is served normally
+//   wss           ws 8 over wss://HOST:PORT/, the ws case's steps
+//   jsclient-wss  the official client over wss. pomelo-jsclient-websocket@0.1.1 hard-codes
+//                 'ws://' + host + ':' + port (no option for wss), so the WebSocket the shim
+//                 gives it REWRITES that URL to wss:// and adds the CA; the case checks the
+//                 client asked for ws:// and the socket it got is TLS. Nothing else differs.
 //
 // Prints one line per check ("ok - …" / "FAIL - …") and finally exactly
 // "interop: N passed, M failed". Exits 0 only if nothing failed. A failed step aborts its case
@@ -16,26 +34,36 @@
 
 'use strict';
 
+const fs = require('fs');
 const net = require('net');
+const tls = require('tls');
+const { Duplex } = require('stream');
+const crypto = require('crypto');
 const WebSocket = require('ws');
 const { Package, Message, Protocol } = require('pinus-protocol');
 
 // ---------------------------------------------------------------- arguments
 
+// The official client keeps one global client per module instance: its cases run last.
+const ALL_CASES = ['tcp', 'ws', 'ws-batch', 'tls', 'tls12', 'tls-sni', 'tls-badpeer', 'wss', 'jsclient', 'jsclient-wss'];
+const TLS_CASES = ['tls', 'tls12', 'tls-sni', 'tls-badpeer', 'wss', 'jsclient-wss'];
+
 function usage(msg) {
     if (msg) console.error(`interop: ${msg}`);
-    console.error('usage: node interop.js HOST PORT [--heartbeat SECONDS] [--timeout MS] [--only tcp,ws,ws-batch,jsclient]');
+    console.error(`usage: node interop.js HOST PORT [--ca FILE] [--heartbeat SECONDS] [--timeout MS] [--only ${ALL_CASES.join(',')}]`);
+    console.error('       the TLS cases (all but tcp, ws, ws-batch, jsclient) need --ca');
     process.exit(2);
 }
 
 const argv = process.argv.slice(2);
 const positional = [];
-const opts = { heartbeat: null, timeout: 3000, only: null };
+const opts = { heartbeat: null, timeout: 3000, only: null, ca: null };
 for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--heartbeat') opts.heartbeat = Number(argv[++i]);
     else if (a === '--timeout') opts.timeout = Number(argv[++i]);
     else if (a === '--only') opts.only = String(argv[++i]).split(',');
+    else if (a === '--ca') opts.ca = String(argv[++i]);
     else if (a === '-h' || a === '--help') usage();
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else positional.push(a);
@@ -47,8 +75,20 @@ if (!Number.isInteger(PORT) || PORT <= 0 || PORT > 65535) usage(`bad port ${posi
 if (opts.heartbeat !== null && !(opts.heartbeat > 0)) usage('--heartbeat must be a positive number of seconds');
 if (!(opts.timeout > 0)) usage('--timeout must be positive');
 const STEP_MS = opts.timeout;
-const ALL_CASES = ['tcp', 'ws', 'ws-batch', 'jsclient'];
 for (const c of opts.only || []) if (!ALL_CASES.includes(c)) usage(`unknown case ${c}`);
+const selected = ALL_CASES.filter((c) => !opts.only || opts.only.includes(c));
+// A TLS case without the CA fails here, loudly: it is never skipped.
+const needCa = selected.filter((c) => TLS_CASES.includes(c));
+if (needCa.length && !opts.ca) usage(`--ca FILE is required for the TLS cases (${needCa.join(', ')}); pass --only tcp,ws,ws-batch,jsclient for a plain-only run`);
+let CA = null;
+if (opts.ca) {
+    try {
+        CA = fs.readFileSync(opts.ca);
+    } catch (err) {
+        usage(`cannot read --ca ${opts.ca}: ${err.message}`);
+    }
+    if (!/-----BEGIN CERTIFICATE-----/.test(CA.toString('latin1'))) usage(`--ca ${opts.ca} holds no PEM certificate`);
+}
 
 // ---------------------------------------------------------------- reporting
 
@@ -221,10 +261,8 @@ class Inbound {
     }
 }
 
-function openTcp() {
-    const inbound = new Inbound();
-    const socket = net.connect({ host: HOST, port: PORT });
-    socket.setNoDelay(true);
+// pinus's TCP framing on a byte stream (a plain socket, or the plaintext side of a TLS one).
+function readPackages(socket, inbound, how) {
     let buf = EMPTY;
     socket.on('data', (chunk) => {
         buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
@@ -242,16 +280,25 @@ function openTcp() {
             }
         }
     });
-    socket.on('error', (err) => inbound.end({ how: 'tcp error', error: err.message }));
+    socket.on('error', (err) => inbound.end({ how: `${how} error`, error: err.message }));
     socket.on('close', (hadError) => {
-        inbound.end({ how: 'tcp close', hadError, trailingBytes: buf.length ? hex(buf) : undefined });
+        inbound.end({ how: `${how} close`, hadError, trailingBytes: buf.length ? hex(buf) : undefined });
     });
+}
+
+function openTcp() {
+    const inbound = new Inbound();
+    const socket = net.connect({ host: HOST, port: PORT });
+    socket.setNoDelay(true);
+    readPackages(socket, inbound, 'tcp');
     const ready = new Promise((resolve, reject) => {
         socket.once('connect', resolve);
         socket.once('error', reject);
     });
     return {
         kind: 'tcp',
+        framing: 'tcp',
+        label: `tcp ${HOST}:${PORT}`,
         inbound,
         ready,
         send: (bytes) => socket.write(bytes),
@@ -259,9 +306,122 @@ function openTcp() {
     };
 }
 
-function openWs() {
+// A TCP socket to HOST:PORT seen through a Duplex that records the first bytes written to it,
+// so the ClientHello Node's TLS stack sends can be inspected (a net.Socket handed to
+// tls.connect would be written to natively, out of JavaScript's sight).
+function tappedSocket(sent) {
+    const raw = net.connect({ host: HOST, port: PORT });
+    raw.setNoDelay(true);
+    const duplex = new Duplex({
+        write(chunk, _enc, cb) {
+            if (sent.bytes.length < 64 * 1024) sent.bytes = Buffer.concat([sent.bytes, chunk]);
+            raw.write(chunk, cb);
+        },
+        final(cb) {
+            raw.end();
+            cb();
+        },
+        read() {
+            raw.resume();
+        },
+        destroy(err, cb) {
+            raw.destroy();
+            cb(err);
+        },
+    });
+    raw.on('data', (chunk) => {
+        if (!duplex.push(chunk)) raw.pause();
+    });
+    raw.on('end', () => duplex.push(null));
+    raw.on('error', (err) => duplex.destroy(err));
+    raw.on('close', () => duplex.destroy());
+    return duplex;
+}
+
+// The extensions of the first TLS record in `bytes` if it is a whole ClientHello:
+// { sni: hostname or null, types: [extension type, …], versions: [supported_versions, …] }. Bounds-checked; throws on anything else.
+function parseClientHello(bytes) {
+    const b = Buffer.from(bytes);
+    const need = (n, what) => { if (b.length < n) throw new Error(`ClientHello cut short in ${what} (${b.length} bytes: ${hex(b)})`); };
+    need(5, 'record header');
+    if (b[0] !== 0x16) throw new Error(`first record is not a handshake (0x16): ${hex(b)}`);
+    const end = 5 + b.readUInt16BE(3);
+    need(end, 'record');
+    let i = 5;
+    need(i + 4, 'handshake header');
+    if (b[i] !== 0x01) throw new Error(`first handshake message is type ${b[i]}, not ClientHello (1)`);
+    i += 4 + 2 + 32; // handshake header, legacy_version, random
+    need(i + 1, 'session id'); i += 1 + b[i];
+    need(i + 2, 'cipher suites'); i += 2 + b.readUInt16BE(i);
+    need(i + 1, 'compression'); i += 1 + b[i];
+    need(i + 2, 'extensions length');
+    const extEnd = i + 2 + b.readUInt16BE(i);
+    i += 2;
+    if (extEnd > end) throw new Error('extensions run past the record');
+    const types = [];
+    const versions = [];
+    let sni = null;
+    while (i + 4 <= extEnd) {
+        const type = b.readUInt16BE(i);
+        const len = b.readUInt16BE(i + 2);
+        const body = b.subarray(i + 4, i + 4 + len);
+        if (i + 4 + len > extEnd) throw new Error(`extension ${type} runs past the extensions`);
+        types.push(type);
+        // server_name: list length (2), then name type (1, 0 = host_name), length (2), name.
+        if (type === 0 && body.length >= 5) sni = body.subarray(5, 5 + body.readUInt16BE(3)).toString('latin1');
+        else if (type === 0) sni = '(empty server_name extension)';
+        // supported_versions (ClientHello form): list length (1), then 2-byte versions.
+        if (type === 43 && body.length >= 1) {
+            const listEnd = Math.min(body.length, 1 + body[0]);
+            for (let j = 1; j + 2 <= listEnd; j += 2) versions.push(body.readUInt16BE(j));
+        }
+        i += 4 + len;
+    }
+    return { sni, types, versions };
+}
+
+// pinus-protocol packages over TLS: `tls.connect` on a tapped socket, verifying the server
+// against the test CA only. `extra` goes to tls.connect (maxVersion, servername).
+function openTls(extra = {}) {
     const inbound = new Inbound();
-    const ws = new WebSocket(`ws://${HOST}:${PORT}/`);
+    const sent = { bytes: EMPTY };
+    const socket = tls.connect({
+        socket: tappedSocket(sent),
+        host: HOST,
+        ca: CA,
+        rejectUnauthorized: true,
+        ...extra,
+    });
+    readPackages(socket, inbound, 'tls');
+    const ready = new Promise((resolve, reject) => {
+        socket.once('secureConnect', resolve);
+        socket.once('error', reject);
+    });
+    return {
+        kind: 'tls',
+        framing: 'tcp',
+        label: `tls ${HOST}:${PORT}${extra.servername !== undefined ? ` servername ${JSON.stringify(extra.servername)}` : ''}${extra.maxVersion ? ` maxVersion ${extra.maxVersion}` : ''}`,
+        inbound,
+        ready,
+        socket,
+        sent,
+        send: (bytes) => socket.write(bytes),
+        close: () => socket.destroy(),
+    };
+}
+
+// What a TLS socket negotiated, for the reports.
+function tlsSummary(socket) {
+    const c = socket.getCipher();
+    const k = socket.getEphemeralKeyInfo();
+    const kx = k && k.name ? `, key exchange ${k.name}` : '';
+    return `${socket.getProtocol()} ${c && c.standardName}${kx}, authorized=${socket.authorized}`;
+}
+
+function openWs(secure = false) {
+    const inbound = new Inbound();
+    const url = `${secure ? 'wss' : 'ws'}://${HOST}:${PORT}/`;
+    const ws = secure ? new WebSocket(url, { ca: CA, rejectUnauthorized: true }) : new WebSocket(url);
     ws.on('message', (data, isBinary) => {
         if (!isBinary) {
             inbound.fail(new Error(`server sent a text frame: ${JSON.stringify(String(data))}`));
@@ -281,6 +441,10 @@ function openWs() {
     });
     return {
         kind: 'ws',
+        framing: 'ws',
+        label: url,
+        secure,
+        ws,
         inbound,
         ready,
         // One binary frame per call: a caller that wants several packages in one frame
@@ -429,7 +593,7 @@ async function kick(caseName, conn, id) {
         if (conn.kind === 'ws') {
             assert(info.how === 'ws close', `expected a WebSocket close, got ${JSON.stringify(info)}`);
         } else {
-            assert(info.how === 'tcp close' && !info.trailingBytes, `expected a clean TCP close, got ${JSON.stringify(info)}`);
+            assert(info.how === `${conn.kind} close` && !info.trailingBytes, `expected a clean ${conn.kind} close, got ${JSON.stringify(info)}`);
         }
         return JSON.stringify(info);
     });
@@ -444,8 +608,11 @@ async function noExtraPushes(caseName, conn, expected) {
 }
 
 async function connect(caseName, conn) {
-    await step(caseName, `connect ${conn.kind === 'ws' ? `ws://${HOST}:${PORT}/` : `tcp ${HOST}:${PORT}`}`, async () => {
+    await step(caseName, `connect ${conn.label}`, async () => {
         await conn.ready;
+        if (conn.kind === 'tls') return tlsSummary(conn.socket);
+        if (conn.secure) return tlsSummary(conn.ws._socket);
+        return undefined;
     });
 }
 
@@ -453,17 +620,18 @@ async function connect(caseName, conn) {
 
 const RUN_ID = `${process.pid}-${Date.now().toString(36)}`;
 
-async function caseStandard(caseName, open) {
+async function caseStandard(caseName, open, afterConnect) {
     const conn = open();
     try {
         await connect(caseName, conn);
-        await handshake(caseName, conn, conn.kind === 'ws' ? 'js-websocket' : 'pinus-protocol-tcp');
+        if (afterConnect) await afterConnect(conn);
+        await handshake(caseName, conn, conn.kind === 'ws' ? 'js-websocket' : `pinus-protocol-${conn.kind}`);
         await entry(caseName, conn, 1, `interop-${caseName}-${RUN_ID}`);
         await echo(caseName, conn, 2, `héllo ✓ ${caseName}`);
         let id = 3;
-        if (conn.kind === 'tcp') {
+        if (conn.framing === 'tcp') {
             // Stream reassembly on the server: two packages in one write, the second one's
-            // head split across writes.
+            // head split across writes (over TLS: across TLS records).
             await step(caseName, `requests #3 #4 echo: two packages in one write, #4 split mid-header`, async () => {
                 const a = request(3, 'connector.entryHandler.echo', { t: 'three' });
                 const b = request(4, 'connector.entryHandler.echo', { t: 'four' });
@@ -485,6 +653,114 @@ async function caseStandard(caseName, open) {
         await noExtraPushes(caseName, conn, 3);
     } finally {
         conn.close();
+    }
+}
+
+// The TLS server certificate checks shared by the TLS cases: verified, the protocol wanted, the
+// leaf issued by the test CA, and what the ClientHello said about SNI.
+async function tlsChecks(caseName, conn, want) {
+    await step(caseName, `negotiated ${want.protocol}; the certificate chains to the test CA`, async () => {
+        const s = conn.socket;
+        assert(s.authorized === true, `not authorized: ${s.authorizationError}`);
+        assert(s.getProtocol() === want.protocol, `negotiated ${s.getProtocol()}, expected ${want.protocol}`);
+        const leaf = s.getPeerCertificate(true);
+        const ca = new crypto.X509Certificate(CA);
+        assert(leaf.issuerCertificate && leaf.issuerCertificate.fingerprint256 === ca.fingerprint256,
+            `leaf ${leaf.subject && leaf.subject.CN} not issued by the test CA (issuer ${leaf.issuer && leaf.issuer.CN})`);
+        return `${tlsSummary(s)}; leaf "${leaf.subject.CN}" (${leaf.subjectaltname}) issued by "${leaf.issuer.CN}"`;
+    });
+    const what = want.sni === null ? 'the ClientHello carried no server_name (SNI) extension' : `the ClientHello carried SNI ${JSON.stringify(want.sni)}`;
+    await step(caseName, what, async () => {
+        const hello = parseClientHello(conn.sent.bytes);
+        assert(hello.sni === want.sni, `server_name in the ClientHello: ${JSON.stringify(hello.sni)}, expected ${JSON.stringify(want.sni)}`);
+        const offered = hello.versions.map((v) => `0x${v.toString(16)}`).join(',') || 'none (TLS 1.2 and below)';
+        if (want.protocol === 'TLSv1.2') assert(!hello.versions.includes(0x0304), `a TLS 1.2-only client offered TLS 1.3: ${offered}`);
+        return `${hello.types.length} extensions; supported_versions ${offered}`;
+    });
+}
+
+async function caseTls(caseName, extra, want) {
+    await caseStandard(caseName, () => openTls(extra), (conn) => tlsChecks(caseName, conn, want));
+}
+
+// The server does not need SNI, but it must not mind it either; and the client-side checks the
+// other TLS cases rely on must be real: a wrong name and an unknown CA are refused.
+async function caseTlsSni() {
+    const caseName = 'tls-sni';
+    const conn = openTls({ servername: 'localhost' });
+    try {
+        await connect(caseName, conn);
+        await tlsChecks(caseName, conn, { protocol: 'TLSv1.3', sni: 'localhost' });
+        await handshake(caseName, conn, 'pinus-protocol-tls');
+        await echo(caseName, conn, 1, 'sni localhost');
+    } finally {
+        conn.close();
+    }
+    const refused = async (name, extra, codes) => {
+        await step(caseName, name, async () => {
+            const bad = openTls(extra);
+            try {
+                await bad.ready;
+            } catch (err) {
+                assert(codes.includes(err.code), `expected ${codes.join(' or ')}, got ${err.code}: ${err.message}`);
+                return `${err.code}: ${err.message}`;
+            } finally {
+                bad.close();
+            }
+            throw new Error(`the handshake succeeded (${tlsSummary(bad.socket)})`);
+        });
+    };
+    await refused('servername "wrong.example" → the client refuses the certificate', { servername: 'wrong.example' }, ['ERR_TLS_CERT_ALTNAME_INVALID']);
+    await refused('a client without the test CA (Node\'s default roots) → the client refuses the certificate', { ca: undefined },
+        ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN']);
+}
+
+// Bad peers on the TLS side of the port: one sits on half a ClientHello, one sends a TLS
+// handshake record of garbage. The second is closed by the server (with an alert if it has
+// one); meanwhile a verified TLS client is served as usual.
+async function caseTlsBadPeer() {
+    const caseName = 'tls-badpeer';
+    const openRaw = () => {
+        const sock = net.connect({ host: HOST, port: PORT });
+        const got = { bytes: EMPTY, closed: null };
+        const closed = new Promise((resolve) => {
+            sock.on('data', (c) => { got.bytes = Buffer.concat([got.bytes, c]); });
+            sock.on('error', (err) => { got.closed = got.closed || `error ${err.code || err.message}`; });
+            sock.on('close', () => { got.closed = got.closed || 'close'; resolve(); });
+        });
+        const ready = new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+        return { sock, got, closed, ready };
+    };
+    const stalled = openRaw();
+    const garbage = openRaw();
+    const conn = openTls();
+    try {
+        await step(caseName, 'peer A: the start of a ClientHello (its record header announces 512 bytes, 6 follow), then silence', async () => {
+            await stalled.ready;
+            // Record header 16 03 01 02 00, ClientHello header 01 00 01 fc, legacy_version 03 03.
+            stalled.sock.write(Buffer.from('1603010200010001fc0303', 'hex'));
+        });
+        await step(caseName, 'peer B: a handshake record of garbage (0x16 then 0xab × 16) → the server closes it', async () => {
+            await garbage.ready;
+            garbage.sock.write(Buffer.concat([Buffer.from('1603030010', 'hex'), Buffer.alloc(16, 0xab)]));
+            await garbage.closed;
+            const b = garbage.got.bytes;
+            // An alert record: 15 03 03 00 02 <level> <description>.
+            if (b.length >= 7 && b[0] === 0x15) return `${garbage.got.closed} after a TLS alert (level ${b[5]}, description ${b[6]})`;
+            return `${garbage.got.closed}, ${b.length} bytes received first${b.length ? `: ${hex(b)}` : ''}`;
+        });
+        await connect(caseName, conn);
+        await tlsChecks(caseName, conn, { protocol: 'TLSv1.3', sni: null });
+        await handshake(caseName, conn, 'pinus-protocol-tls');
+        await echo(caseName, conn, 1, 'served beside a stalled peer');
+        await step(caseName, 'peer A got nothing from the server while the others were served', async () => {
+            assert(stalled.got.bytes.length === 0, `peer A received ${hex(stalled.got.bytes)}`);
+            return stalled.got.closed ? `closed meanwhile (${stalled.got.closed})` : 'still open';
+        });
+    } finally {
+        conn.close();
+        stalled.sock.destroy();
+        garbage.sock.destroy();
     }
 }
 
@@ -525,13 +801,26 @@ async function caseWsBatch() {
 }
 
 // The official browser client, in Node through the shim of spec §6. It keeps one global client
-// per module instance, so it runs once, last, in this process.
-async function caseJsClient() {
-    const caseName = 'jsclient';
-    const tap = { sent: [], received: [] }; // package types on the wire, via a ws subclass
+// per module instance: each run (jsclient, then jsclient-wss) loads a fresh instance of it.
+// `secure`: the client cannot be asked for wss:// (it builds 'ws://' + host + ':' + port), so the
+// WebSocket class the shim gives it rewrites the URL to wss:// and adds the test CA; the case
+// checks that this happened and says so in its step names.
+async function caseJsClient(caseName, secure) {
+    const tap = { sent: [], received: [], requested: [], opened: [], tls: null }; // via a ws subclass
     class TapWebSocket extends WebSocket {
-        constructor(...args) {
-            super(...args);
+        constructor(url, ...args) {
+            tap.requested.push(url);
+            if (secure) {
+                const rewritten = String(url).replace(/^ws:\/\//, 'wss://');
+                super(rewritten, [], { ca: CA, rejectUnauthorized: true });
+                tap.opened.push(rewritten);
+                this.once('open', () => {
+                    tap.tls = { encrypted: !!this._socket.encrypted, authorized: this._socket.authorized, summary: tlsSummary(this._socket) };
+                });
+            } else {
+                super(url, ...args);
+                tap.opened.push(url);
+            }
             this.on('message', (data) => {
                 try {
                     const d = Package.decode(Buffer.from(data));
@@ -550,6 +839,7 @@ async function caseJsClient() {
     global.WebSocket = TapWebSocket;
     window.EventEmitter = require('events').EventEmitter;
     require('pomelo-protocol'); // sees `window`: installs window.Protocol (Uint8Array mode)
+    delete require.cache[require.resolve('pomelo-jsclient-websocket')]; // a fresh client instance
 
     // The client logs to the console ('connect to …', the whole close event): keep that for
     // failure reports instead.
@@ -571,7 +861,10 @@ async function caseJsClient() {
         }
     };
     try {
-        await stepLoud('load pomelo-jsclient-websocket@0.1.1 through the shim', async () => {
+        const loadName = secure
+            ? 'load pomelo-jsclient-websocket@0.1.1 through the shim, whose WebSocket REWRITES the client\'s ws:// URL to wss:// (the client has no wss option)'
+            : 'load pomelo-jsclient-websocket@0.1.1 through the shim';
+        await stepLoud(loadName, async () => {
             pomelo = require('pomelo-jsclient-websocket');
             assert(typeof pomelo.init === 'function' && typeof pomelo.request === 'function', 'no init/request exported');
             pomelo.on('close', (e) => { events.order.push('close'); events.close = { code: e && e.code }; });
@@ -597,6 +890,14 @@ async function caseJsClient() {
             assert(tap.sent.map((s) => s.type).join(',') === '1,2', `client sent package types ${tap.sent.map((s) => s.type)} (expected HANDSHAKE, ACK)`);
             return `handshakeCallback(user=${JSON.stringify(handshakeUser)})`;
         });
+        if (secure) {
+            await stepLoud(`the client asked for ws://${HOST}:${PORT}, the shim opened wss:// over TLS verified with the test CA`, async () => {
+                assert(tap.requested.length === 1 && tap.requested[0] === `ws://${HOST}:${PORT}`, `client requested ${JSON.stringify(tap.requested)}`);
+                assert(tap.opened[0] === `wss://${HOST}:${PORT}`, `shim opened ${JSON.stringify(tap.opened)}`);
+                assert(tap.tls && tap.tls.encrypted && tap.tls.authorized === true, `socket not verified TLS: ${JSON.stringify(tap.tls)}`);
+                return `${tap.opened[0]}: ${tap.tls.summary}`;
+            });
+        }
         await stepLoud('server HEARTBEAT after the ACK', async () => {
             while (!tap.received.some((r) => r.type === Package.TYPE_HEARTBEAT)) await new Promise((r) => setTimeout(r, 10));
         });
@@ -655,14 +956,20 @@ async function caseJsClient() {
 
 async function main() {
     say(`interop: gatehouse at ${HOST}:${PORT}; codecs pinus-protocol@${require('pinus-protocol/package.json').version}, ws@${require('ws/package.json').version}`);
+    if (CA) say(`interop: TLS cases trust only the CA in ${opts.ca}; node ${process.version}, OpenSSL ${process.versions.openssl}`);
     const cases = {
         tcp: () => caseStandard('tcp', openTcp),
         ws: () => caseStandard('ws', openWs),
         'ws-batch': () => caseWsBatch(),
-        jsclient: () => caseJsClient(),
+        tls: () => caseTls('tls', {}, { protocol: 'TLSv1.3', sni: null }),
+        tls12: () => caseTls('tls12', { maxVersion: 'TLSv1.2' }, { protocol: 'TLSv1.2', sni: null }),
+        'tls-sni': () => caseTlsSni(),
+        'tls-badpeer': () => caseTlsBadPeer(),
+        wss: () => caseStandard('wss', () => openWs(true)),
+        jsclient: () => caseJsClient('jsclient', false),
+        'jsclient-wss': () => caseJsClient('jsclient-wss', true),
     };
-    for (const name of ALL_CASES) {
-        if (opts.only && !opts.only.includes(name)) continue;
+    for (const name of selected) {
         try {
             await cases[name]();
         } catch (err) {

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Interop test: third-party pomelo/pinus codecs (pinus-protocol@1.7.4 over TCP and ws 8, and the
-# official pomelo-jsclient-websocket@0.1.1 client) against the gatehouse example gate.
+# Interop test: third-party pomelo/pinus codecs (pinus-protocol@1.7.4 over TCP, TLS, ws 8 and
+# wss, and the official pomelo-jsclient-websocket@0.1.1 client over ws and wss) against the
+# gatehouse example gate.
 #
 #   tests/interop/run.sh            # from anywhere; needs node >= 18, npm, cargo
 #
-# Steps: npm ci (npm install only when there is no lock) in tests/interop, cargo build
-# --example gate, start the gate on a free loopback port (--addr 127.0.0.1:0, the port read back
-# from its "gate: listening on ADDR (pid N)" line), run interop.js against it, stop the gate.
-# Exits with interop.js's status (non-zero on any failure here too).
+# Steps: npm ci (npm install only when there is no lock) in tests/interop; cargo build
+# --features tls --example gate --example test_ca; a fresh test CA and server certificate into
+# this run's temporary directory (examples/test_ca.rs: nothing is committed); start ONE gate on a
+# free loopback port (--addr 127.0.0.1:0, the port read back from its "gate: listening on ADDR
+# (pid N)" line) with --tls-cert/--tls-key, so that port serves plain TCP/WS and TLS/WSS at once;
+# run interop.js against it with --ca (plain and TLS cases alike); stop the gate by its PID.
+# Exits with interop.js's status (non-zero on any failure here too); interop.js's last line is
+# "interop: N passed, M failed".
 #
 # Environment: INTEROP_HEARTBEAT (gate --heartbeat seconds, default 1), INTEROP_TIMEOUT_MS
 # (per-step timeout of interop.js, default 3000), INTEROP_START_TIMEOUT (seconds to wait for the
@@ -75,21 +80,31 @@ else
 fi
 say "node dependencies ready in $(since "$t0")"
 
-# 2. The example gate (debug build).
+# 2. The example gate with TLS, and the test CA tool (debug builds).
 t0="$(now)"
 cd "$root"
-say "cargo build --example gate (in $root)"
-"$cargo" build --example gate
+say "cargo build --features tls --example gate --example test_ca (in $root)"
+"$cargo" build --features tls --example gate --example test_ca
 target_dir="$("$cargo" metadata --format-version 1 --no-deps \
     | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
 gate_bin="$target_dir/debug/examples/gate"
+test_ca_bin="$target_dir/debug/examples/test_ca"
 [[ -x "$gate_bin" ]] || die "built gate not found at $gate_bin"
-say "gate built in $(since "$t0"): $gate_bin"
+[[ -x "$test_ca_bin" ]] || die "built test_ca not found at $test_ca_bin"
+say "gate and test_ca built in $(since "$t0"): $gate_bin"
+
+# A test CA made for this run only, in the temporary directory the trap removes.
+certs="$workdir/certs"
+"$test_ca_bin" "$certs" | sed 's/^/  /'
+for f in ca.pem cert.pem key.pem; do
+    [[ -s "$certs/$f" ]] || die "test_ca wrote no $certs/$f"
+done
 
 # 3. Start it on a free loopback port; --seconds bounds its life should this script be killed
 #    before its trap can run.
-say "starting gate: --addr 127.0.0.1:0 --heartbeat $heartbeat --seconds 600"
-"$gate_bin" --addr 127.0.0.1:0 --heartbeat "$heartbeat" --seconds 600 >"$gate_log" 2>&1 &
+say "starting gate: --addr 127.0.0.1:0 --heartbeat $heartbeat --seconds 600 --tls-cert $certs/cert.pem --tls-key $certs/key.pem"
+"$gate_bin" --addr 127.0.0.1:0 --heartbeat "$heartbeat" --seconds 600 \
+    --tls-cert "$certs/cert.pem" --tls-key "$certs/key.pem" >"$gate_log" 2>&1 &
 gate_pid=$!
 addr=""
 deadline=$(( $(date +%s) + start_timeout ))
@@ -104,14 +119,14 @@ printed_pid="$(sed -n 's/^gate: listening on [^ ]* (pid \([0-9]*\))$/\1/p' "$gat
 [[ "$printed_pid" == "$gate_pid" ]] || die "gate printed pid $printed_pid, started pid $gate_pid"
 host="${addr%:*}"
 port="${addr##*:}"
-say "gate listening on $host:$port (pid $gate_pid)"
+say "gate listening on $host:$port (pid $gate_pid), plain and TLS on that one port"
 
 # 4. The interop checks.
 t0="$(now)"
-say "node interop.js $host $port --heartbeat $heartbeat --timeout $step_timeout"
+say "node interop.js $host $port --ca $certs/ca.pem --heartbeat $heartbeat --timeout $step_timeout"
 cd "$here"
 status=0
-node interop.js "$host" "$port" --heartbeat "$heartbeat" --timeout "$step_timeout" || status=$?
+node interop.js "$host" "$port" --ca "$certs/ca.pem" --heartbeat "$heartbeat" --timeout "$step_timeout" || status=$?
 say "interop.js finished in $(since "$t0") with status $status"
 if ! kill -0 "$gate_pid" 2>/dev/null; then
     say "error: the gate is no longer running (crashed during the test?)"
