@@ -72,6 +72,7 @@ mod testutil;
 
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod protobuf;
 
 pub use control::{encode_kick, encode_kick_body, HANDSHAKE_ACK_PACKAGE, HEARTBEAT_PACKAGE};
 pub use dictionary::{Dictionary, DictionaryError, MAX_DICTIONARY_LEN};
@@ -84,6 +85,7 @@ pub use message::{
     decode_message, encode_data, encode_message, encode_push, encode_response, EncodeError,
     Message, MessageError, MessageType, Route, MAX_ID_LEN, MAX_ROUTE_LEN,
 };
+pub use protobuf::Protos;
 pub use package::{
     decode_package, encode_package, Package, PackageDecoder, PackageError, PackageType, HEADER_LEN,
     MAX_BODY_LEN,

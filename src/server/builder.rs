@@ -2,6 +2,7 @@
 
 use crate::config::SessionConfig;
 use crate::events::SessionListener;
+use crate::protocol::Protos;
 use crate::server::handler::Handler;
 use crate::server::{Server, ServerError};
 use std::fmt;
@@ -43,6 +44,7 @@ pub struct ServerBuilder {
     pub(crate) max_message_id: u32,
     pub(crate) close_linger: Duration,
     pub(crate) dictionary: Vec<String>,
+    pub(crate) protos: Option<Arc<Protos>>,
     pub(crate) session: SessionConfig,
     pub(crate) listener: Option<Arc<dyn SessionListener>>,
 }
@@ -62,6 +64,7 @@ impl Default for ServerBuilder {
             max_message_id: i32::MAX as u32,
             close_linger: Duration::from_secs(5),
             dictionary: Vec::new(),
+            protos: None,
             session: SessionConfig::default(),
             listener: None,
         }
@@ -149,6 +152,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Turns on protobuf bodies (pinus `useProtobuf`) with these protos, usually
+    /// [`Protos::load_dir`] of the directory holding pinus's `serverProtos.json` and
+    /// `clientProtos.json`. Every handshake reply then says `useProto` (and carries the protos
+    /// when the client's cached version differs); requests on routes of the client protos are
+    /// decoded from protobuf ([`Request::json`](crate::server::Request::json)); JSON responses
+    /// ([`Response::Json`](crate::server::Response::Json),
+    /// [`Responder::respond_json`](crate::server::Responder::respond_json)) and JSON pushes
+    /// ([`Sessions`](crate::Sessions)) on routes of the server protos are encoded in protobuf.
+    /// `None` (the default): JSON everywhere.
+    pub fn protos(mut self, protos: Option<Arc<Protos>>) -> Self {
+        self.protos = protos;
+        self
+    }
+
     /// Session settings (single-session mode, frontend id, shard sizes…). The shard count is
     /// always set to the number of I/O threads.
     pub fn session_config(mut self, config: SessionConfig) -> Self {
@@ -213,6 +230,7 @@ impl fmt::Debug for ServerBuilder {
             .field("max_message_id", &self.max_message_id)
             .field("close_linger", &self.close_linger)
             .field("dictionary", &self.dictionary.len())
+            .field("protos", &self.protos.as_ref().map(|p| p.version()))
             .field("session", &self.session)
             .finish()
     }

@@ -733,6 +733,8 @@ pub fn fuzz_connection(data: &[u8]) {
         close_linger: Duration::from_secs(5),
         heartbeat_secs: (setup & 1 == 1).then_some(10),
         dictionary: (setup & 0x40 != 0).then(|| dict.clone()),
+        // TODO(lead, before merge): a fixed protos set on a setup bit once the codec lands.
+        protos: None,
     });
     let closes = Arc::new(Closes::default());
     let service = Arc::new(

@@ -28,7 +28,7 @@ mod log_limit;
 mod metrics;
 
 pub use builder::ServerBuilder;
-pub use handler::{Handler, Request, Responder, Response};
+pub use handler::{BodyError, Handler, Request, Responder, Response};
 pub use metrics::{CloseCounts, Metrics};
 
 #[doc(hidden)]
@@ -153,7 +153,8 @@ impl Server {
             wakers.push(waker);
         }
         let shared = Arc::new(Shared {
-            sessions: Sessions::new(service.clone(), dictionary.clone()),
+            sessions: Sessions::new(service.clone(), dictionary.clone())
+                .with_protos(builder.protos.clone()),
             conn: ConnConfig::from_builder(&builder, dictionary),
             service,
             handler,
