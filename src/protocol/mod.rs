@@ -75,7 +75,6 @@ mod testutil;
 
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod protobuf;
 
 pub use control::{encode_kick, encode_kick_body, HANDSHAKE_ACK_PACKAGE, HEARTBEAT_PACKAGE};
 pub use dictionary::{Dictionary, DictionaryError, MAX_DICTIONARY_LEN};
