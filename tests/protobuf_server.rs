@@ -163,6 +163,7 @@ fn handshake_announces_use_proto_and_sends_protos_unless_the_client_has_them() {
     assert_eq!(sent, &expected);
     assert!(sent["server"]["onMove"]["__messages"]["Pos"].is_object());
     assert!(sent["client"]["game.login"]["uid"].is_object());
+    drop(c);
 
     // A client that cached the current version gets only `useProto`.
     let mut c = Client::connect(server.local_addr(), Transport::Ws);
@@ -174,6 +175,7 @@ fn handshake_announces_use_proto_and_sends_protos_unless_the_client_has_them() {
         reply["sys"].get("protos").is_none(),
         "protos re-sent: {reply}"
     );
+    drop(c);
 
     // A stale version gets them again.
     let mut c = Client::connect(server.local_addr(), Transport::Tcp);
@@ -182,6 +184,7 @@ fn handshake_announces_use_proto_and_sends_protos_unless_the_client_has_them() {
         c.expect_handshake_reply()["sys"]["protos"]["version"],
         protos.version()
     );
+    drop(c); // closed by the client: the shutdown has no linger to wait out
     server.shutdown(None);
 }
 
@@ -219,6 +222,7 @@ fn a_response_that_does_not_fit_its_proto_is_an_empty_message_not_json() {
     // The connection goes on.
     send_proto(&mut c, 3, "game.later", &json!({"n": 1}));
     assert_eq!(proto_response(&mut c, 3, "game.later")["n"], -1);
+    drop(c);
     server.shutdown(None);
 }
 
@@ -246,6 +250,7 @@ fn a_body_that_does_not_decode_reads_as_empty_and_try_json_says_why() {
     assert_eq!(answer["json"], json!({}));
     let err = answer["err"].as_str().expect("try_json failed");
     assert!(err.contains("client proto"), "{err}");
+    drop(c);
     server.shutdown(None);
 }
 
@@ -299,6 +304,7 @@ fn pushes_are_encoded_once_with_the_server_proto_and_the_dictionary() {
         let (_, _, route, bytes) = next_raw(&mut w);
         assert_eq!(route, "onChat");
         assert_eq!(bytes, br#"{"m":1}"#);
+        drop((a, w));
         server.shutdown(None);
     }
 }
