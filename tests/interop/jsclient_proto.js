@@ -78,6 +78,14 @@ async function main() {
     global.window = global;
     global.WebSocket = TapWebSocket;
     window.EventEmitter = require('events').EventEmitter;
+    // A browser's localStorage, in memory: the client caches the protos there and sends their
+    // version back on its next handshake.
+    const store = new Map();
+    window.localStorage = {
+        getItem: (k) => (store.has(k) ? store.get(k) : null),
+        setItem: (k, v) => store.set(k, String(v)),
+        removeItem: (k) => store.delete(k),
+    };
     require('pomelo-protocol');
     // The browser build of pomelo-protobuf, as a web page includes it.
     const protobuf = require('pomelo-protobuf/lib/client/protobuf.js');
@@ -133,6 +141,21 @@ async function main() {
                 .filter((m) => m.type === Message.TYPE_PUSH);
             assert(wire.length === 3 && wire.every((m) => m.compressRoute && Buffer.from(m.body)[0] !== 0x7b), 'pushes not compressed/protobuf on the wire');
             return pushes.map((p) => JSON.stringify(p)).join(' ');
+        });
+        await step('reconnect: the client sends the cached protoVersion, the reply omits protos, requests still work', async () => {
+            const version = JSON.parse(window.localStorage.getItem('protos')).version;
+            pomelo.disconnect();
+            tap.sent.length = 0;
+            tap.received.length = 0;
+            await new Promise((resolve) => pomelo.init({ host: HOST, port: PORT, user: {} }, resolve));
+            const hello = JSON.parse(Buffer.from(tap.sent.find((p) => p.type === Package.TYPE_HANDSHAKE).body).toString());
+            assert(hello.sys.protoVersion === version, `client sent protoVersion ${hello.sys.protoVersion}`);
+            const hs = tap.received.find((p) => p.type === Package.TYPE_HANDSHAKE);
+            const sys = JSON.parse(Buffer.from(hs.body).toString()).sys;
+            assert(sys.useProto === true && sys.protos === undefined, `reply sys ${JSON.stringify(sys).slice(0, 200)}`);
+            const body = await req('connector.entryHandler.entry', { uid });
+            assert(body && body.code === 200 && body.uid === uid, `entry reply ${JSON.stringify(body)}`);
+            return `protoVersion ${version} sent back; ${JSON.stringify(body)}`;
         });
         await step('no client errors', async () => {
             assert(!errors.length, errors.join('; '));
