@@ -10,7 +10,10 @@
 //! `--addr IP:PORT` (default `127.0.0.1:3010`, or the `GATEHOUSE_ADDR` environment variable;
 //! port 0 picks a free port), `--threads N` (I/O threads, default: the available cores),
 //! `--heartbeat SECS` (default 30, 0 disables heartbeats), `--max-connections N` (default
-//! 100 000), `--seconds N` (run N seconds, then shut down gracefully; default: until killed).
+//! 100 000), `--seconds N` (run N seconds, then shut down gracefully; default: until killed),
+//! `--dict` (route compression for the gate's routes and `onPush`), `--protos DIR` (protobuf
+//! bodies with pinus's `serverProtos.json` / `clientProtos.json` from DIR; `examples/protos`
+//! has protos for the routes below).
 //! TLS (the build needs `--features tls`): `--tls-cert PEM --tls-key PEM` (both or neither)
 //! serve TLS-TCP and WSS on the same port next to plain TCP and WebSocket; `--tls-only` (needs
 //! them) refuses plain clients. Without the feature these flags are refused with a message
@@ -38,6 +41,7 @@
 //!   (KICK package only when a reason is given).
 
 use clap::Parser;
+use gatehouse::protocol::Protos;
 use gatehouse::server::{Handler, Request, Response, Server};
 use gatehouse::{Sessions, Uid};
 use serde_json::{json, Value};
@@ -184,6 +188,14 @@ struct Cli {
     /// Run this many seconds, then shut down gracefully [default: until killed].
     #[arg(long, value_name = "N")]
     seconds: Option<u64>,
+    /// Route compression (pinus `useDict`): the gate's routes and `onPush` get 2-byte codes,
+    /// announced in the handshake.
+    #[arg(long)]
+    dict: bool,
+    /// Protobuf bodies (pinus `useProtobuf`): DIR holds pinus's `serverProtos.json` and
+    /// `clientProtos.json` (examples/protos has ones for the gate's routes).
+    #[arg(long, value_name = "DIR")]
+    protos: Option<PathBuf>,
     /// PEM certificate chain (leaf first): serve TLS-TCP and WSS on the same port (needs a
     /// build with `--features tls`).
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -227,6 +239,16 @@ fn with_tls(
     builder
 }
 
+/// The routes `--dict` compresses: the gate's handler routes and its push route.
+const DICT_ROUTES: [&str; 6] = [
+    "connector.entryHandler.entry",
+    "connector.entryHandler.echo",
+    "connector.entryHandler.blast",
+    "connector.entryHandler.stats",
+    "connector.entryHandler.kick",
+    "onPush",
+];
+
 fn main() {
     let cli = Cli::parse();
     simple_logger();
@@ -237,6 +259,21 @@ fn main() {
     builder = builder.heartbeat((cli.heartbeat > 0).then(|| Duration::from_secs(cli.heartbeat)));
     if let Some(max) = cli.max_connections {
         builder = builder.max_connections(max);
+    }
+    if cli.dict {
+        builder = builder.dictionary(DICT_ROUTES);
+    }
+    if let Some(dir) = &cli.protos {
+        let protos = Protos::load_dir(dir).unwrap_or_else(|err| {
+            eprintln!("gate: cannot load protos from {}: {err}", dir.display());
+            std::process::exit(1);
+        });
+        eprintln!(
+            "gate: protobuf on, protos version {} from {}",
+            protos.version(),
+            dir.display()
+        );
+        builder = builder.protos(Some(Arc::new(protos)));
     }
     builder = with_tls(builder, &cli);
     let server = builder.start(Arc::new(Gate)).unwrap_or_else(|err| {
@@ -317,6 +354,8 @@ mod tests {
             "--heartbeat",
             "--max-connections",
             "--seconds",
+            "--dict",
+            "--protos",
             "GATEHOUSE_ADDR",
         ] {
             assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
@@ -363,6 +402,10 @@ mod tests {
             (Some(2), 1, Some(20100), Some(600))
         );
         assert_eq!(parse(&["--heartbeat=0"]).unwrap().heartbeat, 0);
+        let cli = parse(&["--dict", "--protos", "examples/protos"]).unwrap();
+        assert!(cli.dict);
+        assert_eq!(cli.protos, Some("examples/protos".into()));
+        assert!(!parse(&[]).unwrap().dict);
 
         // GATEHOUSE_ADDR sets the address; --addr wins over it.
         std::env::set_var("GATEHOUSE_ADDR", "0.0.0.0:4000");

@@ -8,7 +8,7 @@ use crate::error::{
 use crate::frame::Frame;
 use crate::id::Sid;
 use crate::index::SidList;
-use crate::protocol::{encode_push, encode_push_with, Dictionary, EncodeError, Route};
+use crate::protocol::{encode_push, encode_push_with, Dictionary, EncodeError, Protos, Route};
 use crate::service::SessionService;
 use crate::session::{SessionInfo, SessionSnapshot, Settings};
 use crate::uid::Uid;
@@ -112,6 +112,7 @@ use std::sync::Arc;
 pub struct Sessions {
     service: Arc<SessionService>,
     dictionary: Option<Arc<Dictionary>>,
+    protos: Option<Arc<Protos>>,
 }
 
 /// The body of a push: a JSON value, serialised once per call, or bytes already encoded (JSON
@@ -326,7 +327,23 @@ impl Sessions {
         Sessions {
             service,
             dictionary,
+            protos: None,
         }
+    }
+
+    /// The same handle, with JSON pushes on routes of `protos`' server protos encoded in
+    /// protobuf (pinus `useProtobuf`); `None` turns that off. The connector does this for the
+    /// protos given to [`ServerBuilder::protos`](crate::server::ServerBuilder::protos); an
+    /// embedder with its own transport must announce the same protos in its handshake
+    /// ([`HandshakeConfig::with_protos`](crate::protocol::HandshakeConfig::with_protos)).
+    pub fn with_protos(mut self, protos: Option<Arc<Protos>>) -> Sessions {
+        self.protos = protos;
+        self
+    }
+
+    /// The protos pushes are encoded with, if protobuf is on.
+    pub fn protos(&self) -> Option<&Arc<Protos>> {
+        self.protos.as_ref()
     }
 
     /// The raw service, for the connector's own use (`Responder`).
@@ -758,11 +775,46 @@ impl Sessions {
 
     /// The PUSH package's bytes, in one exact allocation.
     fn encode(&self, route: &str, body: PushBody<'_>) -> Result<Vec<u8>, EncodeError> {
+        let proto = match body {
+            PushBody::Json(value) => self
+                .protos
+                .as_deref()
+                .and_then(|p| p.server(route))
+                .map(|message| (message, value)),
+            PushBody::Raw(_) => None,
+        };
         let route = match self.dictionary.as_deref() {
             Some(dict) => dict.compress(route),
             None => Route::Name(route),
         };
         let mut out = Vec::new();
+        if let Some((message, value)) = proto {
+            // A route of the server protos: the body in protobuf, measured then written, so
+            // the package is allocated once at its exact size (as for JSON below).
+            let len = message.encoded_len(value).map_err(EncodeError::Protobuf)?;
+            let (mut failed, mut exact) = (None, true);
+            encode_push_with(route, len, &mut out, |out| {
+                let start = out.len();
+                match message.encode(value, out) {
+                    Ok(()) => exact = out.len() - start == len,
+                    Err(err) => failed = Some(err),
+                }
+            })?;
+            if let Some(err) = failed {
+                return Err(EncodeError::Protobuf(err));
+            }
+            if !exact {
+                // `encoded_len` and `encode` disagree (a codec bug): never send a header
+                // with another length; encode the body alone, then the package.
+                let mut body = Vec::new();
+                message
+                    .encode(value, &mut body)
+                    .map_err(EncodeError::Protobuf)?;
+                out = Vec::new();
+                encode_push(route, &body, &mut out)?;
+            }
+            return Ok(out);
+        }
         match body {
             PushBody::Raw(bytes) => encode_push(route, bytes, &mut out)?,
             PushBody::Json(value) => match json_len(value) {
@@ -819,6 +871,7 @@ impl fmt::Debug for Sessions {
         f.debug_struct("Sessions")
             .field("service", &self.service)
             .field("dictionary", &self.dictionary.as_ref().map(|d| d.len()))
+            .field("protos", &self.protos.as_ref().map(|p| p.version()))
             .finish()
     }
 }

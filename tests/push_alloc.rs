@@ -347,3 +347,57 @@ fn retry_and_send_batch_allocate_nothing() {
     assert_eq!(r, Ok(2));
     assert_eq!(a.count, 0, "send_batch allocated: {a:?}");
 }
+
+#[test]
+fn protobuf_push_to_all_allocates_the_package_and_one_header_like_json() {
+    // A route of the server protos (pinus `useProtobuf`): the body is measured
+    // (`Message::encoded_len`), then written into the package allocated at its exact size.
+    let protos = Arc::new(
+        gatehouse::protocol::Protos::from_json(
+            r#"{"onPush": {"required uInt32 i": 1, "optional string p": 2, "optional float f": 3,
+            "message N": {"optional uInt32 ok": 1, "repeated sInt32 list": 2},
+            "optional N nested": 4}}"#,
+            "{}",
+        )
+        .unwrap(),
+    );
+    let body =
+        json!({"i": 41, "p": "x".repeat(100), "f": 2.5, "nested": {"ok": 1, "list": [1, -2]}});
+    let mut proto_body = Vec::new();
+    protos
+        .server(ROUTE)
+        .unwrap()
+        .encode(&body, &mut proto_body)
+        .unwrap();
+    let mut package = Vec::new();
+    encode_push(Route::Name(ROUTE), &proto_body, &mut package).unwrap();
+    assert!(
+        package.len() < expected_package(&body).len(),
+        "protobuf is smaller"
+    );
+
+    let header = frame_header_size();
+    let mut seen = Vec::new();
+    for sessions_n in [1, 100] {
+        let (service, sessions, _) = fixture(sessions_n, 1);
+        let sessions = sessions.with_protos(Some(protos.clone()));
+        sessions.push_to_all(ROUTE, &body).unwrap(); // warm-up
+        assert_eq!(drain(&service, &package), sessions_n);
+
+        let (a, report) = allocs_in(|| sessions.push_to_all(ROUTE, &body).unwrap());
+        assert_eq!(report.enqueued(), sessions_n);
+        drop(report);
+        assert_eq!(drain(&service, &package), sessions_n);
+        assert_eq!(
+            a,
+            Allocs {
+                count: 2,
+                bytes: (package.len() + header) as u64,
+                sizes: vec![package.len(), header],
+            },
+            "{sessions_n} session(s)"
+        );
+        seen.push(a);
+    }
+    assert_eq!(seen[0], seen[1]);
+}

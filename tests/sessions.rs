@@ -233,15 +233,15 @@ fn encode_errors_are_errors_and_queue_nothing() {
     let too_large = EncodeError::TooLarge(MAX_BODY_LEN + 1);
     assert_eq!(
         sessions.push(sid, "onBig", &body),
-        Err(PushError::Encode(too_large))
+        Err(PushError::Encode(too_large.clone()))
     );
     assert_eq!(
         sessions.push_to_uid("u", "onBig", &body),
-        Err(PushError::Encode(too_large))
+        Err(PushError::Encode(too_large.clone()))
     );
     assert_eq!(
         sessions.push_to_uids(["u"], "onBig", &body).unwrap_err(),
-        too_large
+        too_large.clone()
     );
     assert_eq!(sessions.push_to_all("onBig", &body).unwrap_err(), too_large);
     // A JSON body (serialised once to count it, in debug builds the slow part of this test):

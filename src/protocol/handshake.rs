@@ -7,6 +7,7 @@
 use super::dictionary::Dictionary;
 use super::json;
 use super::package::{encode_package, PackageType};
+use super::protobuf::Protos;
 use super::PackageError;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -163,6 +164,7 @@ impl ClientHandshake {
 pub struct HandshakeConfig<'a> {
     heartbeat: Option<NonZeroU32>,
     dictionary: Option<&'a Dictionary>,
+    protos: Option<&'a Protos>,
 }
 
 impl<'a> HandshakeConfig<'a> {
@@ -171,6 +173,7 @@ impl<'a> HandshakeConfig<'a> {
         HandshakeConfig {
             heartbeat: None,
             dictionary: None,
+            protos: None,
         }
     }
 
@@ -185,6 +188,17 @@ impl<'a> HandshakeConfig<'a> {
     pub const fn with_dictionary(mut self, dict: &'a Dictionary) -> HandshakeConfig<'a> {
         self.dictionary = Some(dict);
         self
+    }
+
+    /// Turns on protobuf bodies (`useProto`) with these protos (pinus `useProtobuf`).
+    pub const fn with_protos(mut self, protos: &'a Protos) -> HandshakeConfig<'a> {
+        self.protos = Some(protos);
+        self
+    }
+
+    /// The protos, if protobuf bodies are on.
+    pub fn protos(&self) -> Option<&'a Protos> {
+        self.protos
     }
 
     /// The announced heartbeat interval in seconds, if any.
@@ -269,9 +283,13 @@ fn truthy(v: &Value) -> bool {
 ///    the client's `sys.dictVersion` differs from [`Dictionary::version`]) and
 ///    `"useDict":true`.
 ///
-/// Refusals carry only the code (`{"code":500}`), as in pinus. Protobuf (`useProto`, `protos`)
-/// and RSA (`sys.rsa`) are not supported: those keys are never sent, and `sys.rsa` is available
-/// to the hook through [`ClientHandshake::sys`].
+///    With protos ([`HandshakeConfig::with_protos`]), then `protos` (`{server, client,
+///    version}`, only when the client's `sys.protoVersion` is not the string
+///    [`Protos::version`]) and `"useProto":true` — always, as pinus does.
+///
+/// Refusals carry only the code (`{"code":500}`), as in pinus. RSA (`sys.rsa`) is not
+/// supported: no key is sent for it, and `sys.rsa` is available to the hook through
+/// [`ClientHandshake::sys`].
 ///
 /// # Examples
 ///
@@ -314,8 +332,14 @@ pub fn process_handshake<E>(
 
     let dict = cfg.dictionary;
     let send_dict = dict.filter(|d| client.dict_version() != Some(d.version()));
+    // pinus sends the protos unless the client's `sys.protoVersion` is the current version
+    // (the official client sends the number 0 before it has any).
+    let send_protos = cfg
+        .protos
+        .filter(|p| client.proto_version().and_then(Value::as_str) != Some(p.version()));
     let mut out = Vec::with_capacity(
-        48 + send_dict.map_or(0, |d| d.json().len() + d.version().len() + 32)
+        64 + send_dict.map_or(0, |d| d.json().len() + d.version().len() + 32)
+            + send_protos.map_or(0, |p| p.handshake_json().len() + 12)
             + user_json.as_ref().map_or(0, Vec::len),
     );
     out.extend_from_slice(br#"{"code":200,"sys":{"#);
@@ -339,6 +363,13 @@ pub fn process_handshake<E>(
     }
     if dict.is_some() {
         field(&mut out, br#""useDict":true"#);
+    }
+    if let Some(p) = send_protos {
+        field(&mut out, br#""protos":"#);
+        out.extend_from_slice(p.handshake_json().as_bytes());
+    }
+    if cfg.protos.is_some() {
+        field(&mut out, br#""useProto":true"#);
     }
     out.push(b'}');
     if let Some(user_json) = user_json {

@@ -263,7 +263,7 @@ impl fmt::Display for MessageError {
 impl std::error::Error for MessageError {}
 
 /// Why a message could not be encoded. Nothing was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeError {
     /// A request, notify or push without a route.
@@ -277,6 +277,9 @@ pub enum EncodeError {
     /// The whole message would not fit one package (longer than
     /// [`MAX_BODY_LEN`](super::MAX_BODY_LEN)).
     TooLarge(usize),
+    /// The body does not fit its route's protobuf message (a required field missing, a value
+    /// of the wrong type…): see [`Protos`](super::Protos).
+    Protobuf(super::protobuf::ProtoEncodeError),
 }
 
 impl fmt::Display for EncodeError {
@@ -294,6 +297,7 @@ impl fmt::Display for EncodeError {
                     "message of {len} bytes exceeds the package limit of {MAX_BODY_LEN}"
                 )
             }
+            EncodeError::Protobuf(err) => write!(f, "protobuf body: {err}"),
         }
     }
 }
@@ -767,7 +771,7 @@ mod tests {
             ),
         ];
         for (msg, err) in bad {
-            assert_eq!(encode_message(&msg, &mut out), Err(err));
+            assert_eq!(encode_message(&msg, &mut out), Err(err.clone()));
             assert_eq!(encode_data(&msg, &mut out), Err(err));
         }
         assert_eq!(out, [1, 2], "nothing written on error");

@@ -19,6 +19,8 @@
 //!   (200 / 500 / 501).
 //! * **Dictionary** ([`Dictionary`]): route compression, numbered and versioned as pinus does.
 //! * **Control** ([`HEARTBEAT_PACKAGE`], [`HANDSHAKE_ACK_PACKAGE`], [`encode_kick`]).
+//! * **Protobuf bodies** ([`protobuf`]): pinus's `useProtobuf` dialect, its proto files,
+//!   handshake form and version.
 //!
 //! # Guarantees
 //!
@@ -67,6 +69,7 @@ mod handshake;
 mod json;
 mod message;
 mod package;
+pub mod protobuf;
 #[cfg(test)]
 mod testutil;
 
@@ -88,3 +91,4 @@ pub use package::{
     decode_package, encode_package, Package, PackageDecoder, PackageError, PackageType, HEADER_LEN,
     MAX_BODY_LEN,
 };
+pub use protobuf::Protos;

@@ -2,6 +2,7 @@
 
 use crate::config::SessionConfig;
 use crate::events::SessionListener;
+use crate::protocol::Protos;
 use crate::server::handler::Handler;
 use crate::server::{Server, ServerError};
 use std::fmt;
@@ -46,6 +47,7 @@ pub struct ServerBuilder {
     pub(crate) max_message_id: u32,
     pub(crate) close_linger: Duration,
     pub(crate) dictionary: Vec<String>,
+    pub(crate) protos: Option<Arc<Protos>>,
     pub(crate) session: SessionConfig,
     pub(crate) listener: Option<Arc<dyn SessionListener>>,
     #[cfg(feature = "tls")]
@@ -71,6 +73,7 @@ impl Default for ServerBuilder {
             max_message_id: i32::MAX as u32,
             close_linger: Duration::from_secs(5),
             dictionary: Vec::new(),
+            protos: None,
             session: SessionConfig::default(),
             listener: None,
             #[cfg(feature = "tls")]
@@ -161,6 +164,20 @@ impl ServerBuilder {
         S: Into<String>,
     {
         self.dictionary = routes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Turns on protobuf bodies (pinus `useProtobuf`) with these protos, usually
+    /// [`Protos::load_dir`] of the directory holding pinus's `serverProtos.json` and
+    /// `clientProtos.json`. Every handshake reply then says `useProto` (and carries the protos
+    /// when the client's cached version differs); requests on routes of the client protos are
+    /// decoded from protobuf ([`Request::json`](crate::server::Request::json)); JSON responses
+    /// ([`Response::Json`](crate::server::Response::Json),
+    /// [`Responder::respond_json`](crate::server::Responder::respond_json)) and JSON pushes
+    /// ([`Sessions`](crate::Sessions)) on routes of the server protos are encoded in protobuf.
+    /// `None` (the default): JSON everywhere.
+    pub fn protos(mut self, protos: Option<Arc<Protos>>) -> Self {
+        self.protos = protos;
         self
     }
 
@@ -267,6 +284,7 @@ impl fmt::Debug for ServerBuilder {
             .field("max_message_id", &self.max_message_id)
             .field("close_linger", &self.close_linger)
             .field("dictionary", &self.dictionary.len())
+            .field("protos", &self.protos.as_ref().map(|p| p.version()))
             .field("session", &self.session);
         #[cfg(feature = "tls")]
         f.field("tls", &self.tls.is_some())

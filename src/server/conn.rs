@@ -16,7 +16,7 @@
 use crate::events::CloseReason;
 use crate::id::Sid;
 use crate::protocol::{
-    self, Dictionary, HandshakeConfig, MessageType, PackageType, Route, HEADER_LEN,
+    self, Dictionary, HandshakeConfig, MessageType, PackageType, Protos, Route, HEADER_LEN,
 };
 use crate::server::builder::ServerBuilder;
 use crate::server::handler::{encode_response_frame, Handler, Request, Response};
@@ -44,6 +44,7 @@ pub struct ConnConfig {
     pub(crate) close_linger: Duration,
     pub(crate) heartbeat_secs: Option<u32>,
     pub(crate) dictionary: Option<Arc<Dictionary>>,
+    pub(crate) protos: Option<Arc<Protos>>,
 }
 
 impl ConnConfig {
@@ -55,6 +56,9 @@ impl ConnConfig {
         }
         if let Some(dict) = self.dictionary.as_deref() {
             config = config.with_dictionary(dict);
+        }
+        if let Some(protos) = self.protos.as_deref() {
+            config = config.with_protos(protos);
         }
         config
     }
@@ -75,6 +79,7 @@ impl ConnConfig {
             close_linger: b.close_linger,
             heartbeat_secs,
             dictionary,
+            protos: b.protos.clone(),
         }
     }
 
@@ -115,10 +120,12 @@ pub(crate) enum LogKind {
     /// The close line of a connection closed for breaking the protocol or for a panic: a
     /// client can cause those as fast as it can connect.
     CloseForCause,
+    /// A JSON response that its route's server proto cannot encode (a game bug).
+    ProtoEncode,
 }
 
 impl LogKind {
-    const COUNT: usize = 5;
+    const COUNT: usize = 6;
 }
 
 impl ConnLogs {
@@ -563,23 +570,58 @@ impl ConnCore {
             );
             return Ok(());
         }
+        let protos = env.config.protos.as_deref();
         let req = Request {
             sid: self.sid,
             id: msg.id,
             route,
             body: msg.body,
+            proto: protos.and_then(|p| p.client(route)),
             service: env.sessions,
         };
         if !request {
             return self.guard(env, now, "notify", || env.handler.notify(req));
         }
         let body = match self.guard(env, now, "request", || env.handler.request(req))? {
-            Response::Json(value) => serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec()),
+            // A response is encoded with the server proto of its request's route (pinus).
+            Response::Json(value) => match protos.and_then(|p| p.server(route)) {
+                Some(message) => {
+                    let mut body = Vec::new();
+                    if let Err(err) = message.encode(&value, &mut body) {
+                        body.clear();
+                        self.proto_encode_failed(route, msg.id, &err, now, env);
+                    }
+                    body
+                }
+                None => serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec()),
+            },
             Response::Bytes(bytes) => bytes,
             Response::Deferred => return Ok(()),
         };
         self.respond(msg.id, &body, now, env);
         Ok(())
+    }
+
+    /// A JSON response that does not fit its route's server proto: logged (rate-limited),
+    /// answered with an empty body, which the client decodes as an empty message — pinus
+    /// sends the same, silently. Not JSON: the client decodes this route's responses as
+    /// protobuf.
+    fn proto_encode_failed(
+        &self,
+        route: &str,
+        id: u32,
+        err: &protocol::protobuf::ProtoEncodeError,
+        now: Instant,
+        env: &ConnEnv<'_>,
+    ) {
+        if let Some(n) = env.logs.hit(LogKind::ProtoEncode, now) {
+            log::error!(
+                "gatehouse: session {}: the response to request {id} on {route:?} does not fit \
+                 its server proto ({err}); sent an empty message instead{}",
+                self.sid,
+                more(n)
+            );
+        }
     }
 
     /// Runs the game's code `f`, catching a panic: a bug in a handler costs this connection

@@ -30,7 +30,7 @@ use crate::id::Sid;
 use crate::inbox::Command;
 use crate::protocol::{
     self, decode_message, decode_package, encode_data, encode_package, ClientHandshake, Dictionary,
-    Message, MessageType, PackageType, Route, HEADER_LEN, MAX_BODY_LEN,
+    Message, MessageType, PackageType, Protos, Route, HEADER_LEN, MAX_BODY_LEN,
 };
 use crate::service::SessionService;
 use crate::session::SessionSnapshot;
@@ -52,18 +52,33 @@ const MAX_CHUNK: usize = 64 * 1024;
 const FIXED_OUTPUT: usize = 2048;
 const KICK_REASON: &str = "kicked by the fuzzer";
 const HANDLER_KICK_REASON: &str = "kicked by the handler";
-const ROUTES: [&str; 6] = [
+const ROUTES: [&str; 7] = [
     "connector.entry.echo",
     "x.bind",
     "x.kick",
     "x.defer",
     "x.json",
     "nodot",
+    "x.proto",
 ];
 
 fn dictionary() -> &'static Arc<Dictionary> {
     static DICT: OnceLock<Arc<Dictionary>> = OnceLock::new();
     DICT.get_or_init(|| Arc::new(Dictionary::new(ROUTES, ["onPush"]).expect("small dictionary")))
+}
+
+/// The protos of the fuzzed server (on with the dictionary): `x.proto` has the same message
+/// both ways, so its handler answers what it decoded (`Response::Json(req.json())`), through
+/// the server proto; `onPush` pushes too.
+const PROTO: &str = r#"{"message P": {"required sInt32 x": 1, "optional string s": 2},
+    "optional uInt32 n": 1, "repeated P ps": 2, "optional double d": 3}"#;
+
+fn protos() -> &'static Arc<Protos> {
+    static PROTOS: OnceLock<Arc<Protos>> = OnceLock::new();
+    PROTOS.get_or_init(|| {
+        let both = format!(r#"{{"x.proto": {PROTO}, "onPush": {PROTO}}}"#);
+        Arc::new(Protos::from_json(&both, &both).expect("fuzz protos parse"))
+    })
 }
 
 // === the application =========================================================================
@@ -110,7 +125,7 @@ impl Handler for FuzzHandler {
                 let _ = req.responder().respond(req.body());
                 Response::Deferred
             }
-            "x.json" => Response::Json(req.json()),
+            "x.json" | "x.proto" => Response::Json(req.json()),
             _ => Response::Bytes(req.body().to_vec()),
         }
     }
@@ -733,6 +748,7 @@ pub fn fuzz_connection(data: &[u8]) {
         close_linger: Duration::from_secs(5),
         heartbeat_secs: (setup & 1 == 1).then_some(10),
         dictionary: (setup & 0x40 != 0).then(|| dict.clone()),
+        protos: (setup & 0x40 != 0).then(|| protos().clone()),
     });
     let closes = Arc::new(Closes::default());
     let service = Arc::new(
@@ -751,7 +767,8 @@ pub fn fuzz_connection(data: &[u8]) {
     let mut h = Harness {
         core: Some(ConnCore::new(sid, now, &config)),
         model: Model::new(now, config.clone()),
-        sessions: Sessions::new(service.clone(), config.dictionary.clone()),
+        sessions: Sessions::new(service.clone(), config.dictionary.clone())
+            .with_protos(config.protos.clone()),
         service,
         closes,
         config,

@@ -4,7 +4,8 @@
 use crate::error::{SendError, SendErrorKind};
 use crate::frame::Frame;
 use crate::id::Sid;
-use crate::protocol::{encode_response, EncodeError};
+use crate::protocol::protobuf::{Message as ProtoMessage, ProtoDecodeError};
+use crate::protocol::{encode_response, EncodeError, Protos};
 use crate::service::SessionService;
 use crate::sessions::Sessions;
 use serde_json::Value;
@@ -88,7 +89,39 @@ pub struct Request<'a> {
     pub(crate) id: u32,
     pub(crate) route: &'a str,
     pub(crate) body: &'a [u8],
+    /// The client proto of the route, when protobuf is on and the route has one.
+    pub(crate) proto: Option<&'a ProtoMessage>,
     pub(crate) service: &'a Sessions,
+}
+
+/// Why [`Request::try_json`] could not read a body.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// The route has no client proto and the body is not JSON.
+    Json(serde_json::Error),
+    /// The route has a client proto and the body does not decode with it.
+    Protobuf(ProtoDecodeError),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Json(err) => write!(f, "body is not JSON: {err}"),
+            BodyError::Protobuf(err) => {
+                write!(f, "body does not decode with its client proto: {err}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Json(err) => Some(err),
+            BodyError::Protobuf(err) => Some(err),
+        }
+    }
 }
 
 impl<'a> Request<'a> {
@@ -107,14 +140,37 @@ impl<'a> Request<'a> {
         self.route
     }
 
-    /// The raw body bytes.
+    /// The raw body bytes (protobuf bytes when [`is_protobuf`](Self::is_protobuf)).
     pub fn body(&self) -> &'a [u8] {
         self.body
     }
 
-    /// The body parsed as JSON; as in pomelo, a body that is not valid JSON reads as `{}`.
+    /// True when the route has a client proto ([`ServerBuilder::protos`]): the body is
+    /// protobuf, and [`json`](Self::json) decodes it with that proto.
+    ///
+    /// [`ServerBuilder::protos`]: crate::server::ServerBuilder::protos
+    pub fn is_protobuf(&self) -> bool {
+        self.proto.is_some()
+    }
+
+    /// The body as a JSON value: decoded with the route's client proto when it has one, else
+    /// parsed as JSON. As in pomelo, a body that does not decode reads as `{}`; use
+    /// [`try_json`](Self::try_json) to see why.
     pub fn json(&self) -> Value {
-        serde_json::from_slice(self.body).unwrap_or_else(|_| Value::Object(Default::default()))
+        self.try_json()
+            .unwrap_or_else(|_| Value::Object(Default::default()))
+    }
+
+    /// The body as a JSON value, or why it could not be read (see [`json`](Self::json)).
+    ///
+    /// # Errors
+    ///
+    /// [`BodyError`]: not JSON, or not a message of the route's client proto.
+    pub fn try_json(&self) -> Result<Value, BodyError> {
+        match self.proto {
+            Some(proto) => proto.decode(self.body).map_err(BodyError::Protobuf),
+            None => serde_json::from_slice(self.body).map_err(BodyError::Json),
+        }
     }
 
     /// The game's handle on the session service: bind the session, push to users, kick…
@@ -124,11 +180,19 @@ impl<'a> Request<'a> {
     }
 
     /// A handle to answer this request later, from any thread. Return [`Response::Deferred`].
+    /// Allocates only when the route has a server proto (the responder keeps the route's name
+    /// to encode with it).
     pub fn responder(&self) -> Responder {
+        let proto = self
+            .service
+            .protos()
+            .filter(|p| p.server(self.route).is_some())
+            .map(|p| (p.clone(), Box::from(self.route)));
         Responder {
             service: self.service.raw().clone(),
             sid: self.sid,
             id: self.id,
+            proto,
             done: false,
         }
     }
@@ -141,17 +205,22 @@ impl fmt::Debug for Request<'_> {
             .field("id", &self.id)
             .field("route", &self.route)
             .field("body_len", &self.body.len())
+            .field("protobuf", &self.proto.is_some())
             .finish()
     }
 }
 
-/// Answers one request later, from any thread: `Send`, 32 bytes, one reference-count
-/// increment to create. The client matches the response by request id, so responses may go out
-/// in any order. Sending allocates only the encoded response.
+/// Answers one request later, from any thread: `Send`, one reference-count increment to
+/// create (plus the route's name when it has a server proto). The client matches the response
+/// by request id, so responses may go out in any order. Sending allocates only the encoded
+/// response.
 pub struct Responder {
     service: Arc<SessionService>,
     sid: Sid,
     id: u32,
+    /// The protos and the request's route, when that route has a server proto: a JSON
+    /// answer is encoded with it.
+    proto: Option<(Arc<Protos>, Box<str>)>,
     done: bool,
 }
 
@@ -161,14 +230,35 @@ impl Responder {
         self.sid
     }
 
-    /// Sends a JSON response.
+    /// Sends a JSON response — in protobuf when the request's route has a server proto (as
+    /// [`Response::Json`]). A value that does not fit that proto is logged and answered with an
+    /// empty message, which the client decodes as `{}` (pinus does the same, silently).
     ///
     /// # Errors
     ///
     /// [`SendError`] if the session closed meanwhile, its inbox is full, or the body does not
     /// fit one package ([`SendErrorKind::TooLarge`]).
     pub fn respond_json(self, body: &Value) -> Result<(), SendError> {
-        let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+        let message = self
+            .proto
+            .as_ref()
+            .and_then(|(protos, route)| Some((protos.server(route)?, route)));
+        let bytes = match message {
+            Some((message, route)) => {
+                let mut bytes = Vec::new();
+                if let Err(err) = message.encode(body, &mut bytes) {
+                    bytes.clear();
+                    log::error!(
+                        "gatehouse: session {}: the response to request {} on {route:?} does \
+                         not fit its server proto ({err}); sent an empty message instead",
+                        self.sid,
+                        self.id
+                    );
+                }
+                bytes
+            }
+            None => serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()),
+        };
         self.respond(&bytes)
     }
 
@@ -190,13 +280,21 @@ impl Responder {
 
 impl Drop for Responder {
     /// A responder dropped without an answer (the code that held it forgot, returned early or
-    /// panicked) answers `{"code":500,"error":"no response"}`: the client must not wait for its
-    /// own timeout. Logged as a warning.
+    /// panicked) answers `{"code":500,"error":"no response"}` (an empty message on a route
+    /// with a server proto): the client must not wait for its own timeout. Logged as a
+    /// warning.
     fn drop(&mut self) {
         if self.done {
             return;
         }
-        let sent = encode_response_frame(self.id, NO_RESPONSE)
+        // On a route with a server proto the client decodes the answer as protobuf: an
+        // empty message (it reads `{}`), not JSON text it would misread.
+        let body: &[u8] = if self.proto.is_some() {
+            b""
+        } else {
+            NO_RESPONSE
+        };
+        let sent = encode_response_frame(self.id, body)
             .ok()
             .is_some_and(|frame| self.service.send_message(self.sid, frame).is_ok());
         log::warn!(
@@ -241,6 +339,7 @@ mod tests {
             service: service.clone(),
             sid,
             id: 1,
+            proto: None,
             done: false,
         };
         let err = responder.respond(&vec![b'x'; 1 << 24]).unwrap_err();
@@ -252,6 +351,7 @@ mod tests {
             service: service.clone(),
             sid,
             id: 2,
+            proto: None,
             done: false,
         };
         responder.respond(b"{}").unwrap();

@@ -67,7 +67,7 @@ mod metrics;
 pub mod tls;
 
 pub use builder::ServerBuilder;
-pub use handler::{Handler, Request, Responder, Response};
+pub use handler::{BodyError, Handler, Request, Responder, Response};
 pub use metrics::{CloseCounts, Metrics};
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsConfigError};
@@ -197,7 +197,8 @@ impl Server {
             wakers.push(waker);
         }
         let shared = Arc::new(Shared {
-            sessions: Sessions::new(service.clone(), dictionary.clone()),
+            sessions: Sessions::new(service.clone(), dictionary.clone())
+                .with_protos(builder.protos.clone()),
             conn: ConnConfig::from_builder(&builder, dictionary),
             service,
             handler,
