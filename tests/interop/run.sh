@@ -10,9 +10,10 @@
 # this run's temporary directory (examples/test_ca.rs: nothing is committed); start ONE gate on a
 # free loopback port (--addr 127.0.0.1:0, the port read back from its "gate: listening on ADDR
 # (pid N)" line) with --tls-cert/--tls-key, so that port serves plain TCP/WS and TLS/WSS at once;
-# run interop.js against it with --ca (plain and TLS cases alike); stop the gate by its PID.
-# Exits with interop.js's status (non-zero on any failure here too); interop.js's last line is
-# "interop: N passed, M failed".
+# run interop.js against it with --ca (plain and TLS cases alike); then a second gate with
+# --dict --protos examples/protos for jsclient_proto.js (the official client with its protobuf
+# module); stop both gates by PID. Exits non-zero if either script failed (or anything here);
+# each script's last line is "interop: N passed, M failed" (.ci/run adds them up).
 #
 # Environment: INTEROP_HEARTBEAT (gate --heartbeat seconds, default 1), INTEROP_TIMEOUT_MS
 # (per-step timeout of interop.js, default 3000), INTEROP_START_TIMEOUT (seconds to wait for the
@@ -31,29 +32,36 @@ die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 
-gate_pid=""
+gate_pids=()
+gate_logs=()
 workdir="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-interop.XXXXXX")"
-gate_log="$workdir/gate.log"
+
+stop_gate() { # pid
+    local pid=$1
+    kill -0 "$pid" 2>/dev/null || return 0
+    say "stopping gate (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "gate (pid $pid) still running after 5s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
 
 cleanup() {
     local status=$?
-    if [[ -n "$gate_pid" ]] && kill -0 "$gate_pid" 2>/dev/null; then
-        say "stopping gate (pid $gate_pid)"
-        kill -TERM "$gate_pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$gate_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$gate_pid" 2>/dev/null; then
-            say "gate (pid $gate_pid) still running after 5s: SIGKILL"
-            kill -KILL "$gate_pid" 2>/dev/null || true
+    local i
+    for i in "${!gate_pids[@]}"; do
+        stop_gate "${gate_pids[$i]}"
+        if [[ $status -ne 0 && -s "${gate_logs[$i]}" ]]; then
+            say "gate output (last 40 lines of ${gate_logs[$i]}):"
+            tail -n 40 "${gate_logs[$i]}" | sed 's/^/  gate| /'
         fi
-        wait "$gate_pid" 2>/dev/null || true
-    fi
-    if [[ $status -ne 0 && -s "$gate_log" ]]; then
-        say "gate output (last 40 lines of $gate_log):"
-        tail -n 40 "$gate_log" | sed 's/^/  gate| /'
-    fi
+    done
     rm -rf "$workdir"
     exit "$status"
 }
@@ -100,23 +108,31 @@ for f in ca.pem cert.pem key.pem; do
     [[ -s "$certs/$f" ]] || die "test_ca wrote no $certs/$f"
 done
 
-# 3. Start it on a free loopback port; --seconds bounds its life should this script be killed
-#    before its trap can run.
-say "starting gate: --addr 127.0.0.1:0 --heartbeat $heartbeat --seconds 600 --tls-cert $certs/cert.pem --tls-key $certs/key.pem"
-"$gate_bin" --addr 127.0.0.1:0 --heartbeat "$heartbeat" --seconds 600 \
-    --tls-cert "$certs/cert.pem" --tls-key "$certs/key.pem" >"$gate_log" 2>&1 &
-gate_pid=$!
-addr=""
-deadline=$(( $(date +%s) + start_timeout ))
-while [[ -z "$addr" ]]; do
-    addr="$(sed -n 's/^gate: listening on \([^ ]*\) (pid [0-9]*)$/\1/p' "$gate_log" | head -n 1)"
-    [[ -n "$addr" ]] && break
-    kill -0 "$gate_pid" 2>/dev/null || { wait "$gate_pid" || true; die "gate exited before listening"; }
-    [[ $(date +%s) -lt $deadline ]] || die "no 'gate: listening on' line within ${start_timeout}s"
-    sleep 0.1
-done
-printed_pid="$(sed -n 's/^gate: listening on [^ ]* (pid \([0-9]*\))$/\1/p' "$gate_log" | head -n 1)"
-[[ "$printed_pid" == "$gate_pid" ]] || die "gate printed pid $printed_pid, started pid $gate_pid"
+# 3. Start the gate on a free loopback port; --seconds bounds its life should this script be
+#    killed before its trap can run. start_gate NAME ARGS… sets $addr and $gate_pid.
+start_gate() {
+    local name=$1
+    shift
+    local log="$workdir/gate-$name.log"
+    say "starting gate $name: --addr 127.0.0.1:0 --heartbeat $heartbeat --seconds 600 $*"
+    "$gate_bin" --addr 127.0.0.1:0 --heartbeat "$heartbeat" --seconds 600 "$@" >"$log" 2>&1 &
+    gate_pid=$!
+    gate_pids+=("$gate_pid")
+    gate_logs+=("$log")
+    addr=""
+    local deadline=$(( $(date +%s) + start_timeout ))
+    while [[ -z "$addr" ]]; do
+        addr="$(sed -n 's/^gate: listening on \([^ ]*\) (pid [0-9]*)$/\1/p' "$log" | head -n 1)"
+        [[ -n "$addr" ]] && break
+        kill -0 "$gate_pid" 2>/dev/null || { wait "$gate_pid" || true; die "gate $name exited before listening"; }
+        [[ $(date +%s) -lt $deadline ]] || die "no 'gate: listening on' line from gate $name within ${start_timeout}s"
+        sleep 0.1
+    done
+    local printed_pid
+    printed_pid="$(sed -n 's/^gate: listening on [^ ]* (pid \([0-9]*\))$/\1/p' "$log" | head -n 1)"
+    [[ "$printed_pid" == "$gate_pid" ]] || die "gate $name printed pid $printed_pid, started pid $gate_pid"
+}
+start_gate tls --tls-cert "$certs/cert.pem" --tls-key "$certs/key.pem"
 host="${addr%:*}"
 port="${addr##*:}"
 say "gate listening on $host:$port (pid $gate_pid), plain and TLS on that one port"
@@ -132,4 +148,19 @@ if ! kill -0 "$gate_pid" 2>/dev/null; then
     say "error: the gate is no longer running (crashed during the test?)"
     [[ $status -ne 0 ]] || status=1
 fi
+
+# 5. Protobuf bodies and route compression: the official client with pomelo-protobuf's browser
+#    build against a second gate with --dict --protos examples/protos (jsclient_proto.js; its
+#    own process: the client is a module-level singleton).
+start_gate proto --dict --protos "$root/examples/protos"
+t0="$(now)"
+say "node jsclient_proto.js ${addr%:*} ${addr##*:} --timeout $step_timeout"
+proto_status=0
+node jsclient_proto.js "${addr%:*}" "${addr##*:}" --timeout "$step_timeout" || proto_status=$?
+say "jsclient_proto.js finished in $(since "$t0") with status $proto_status"
+if ! kill -0 "$gate_pid" 2>/dev/null; then
+    say "error: the protobuf gate is no longer running (crashed during the test?)"
+    [[ $proto_status -ne 0 ]] || proto_status=1
+fi
+[[ $status -ne 0 ]] || status=$proto_status
 exit "$status"
