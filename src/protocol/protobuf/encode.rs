@@ -52,7 +52,10 @@ impl Sink for Vec<u8> {
         let len = self.len() - at - 1;
         let (bytes, n) = wire::varint(len as u64);
         // One byte was reserved; a longer length shifts the body (bodies ≥ 128 bytes only).
-        self.splice(at..at + 1, bytes.get(..n).unwrap_or_default().iter().copied());
+        self.splice(
+            at..at + 1,
+            bytes.get(..n).unwrap_or_default().iter().copied(),
+        );
         Ok(())
     }
 }

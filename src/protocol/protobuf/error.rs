@@ -134,11 +134,9 @@ impl fmt::Display for ProtoEncodeError {
             ProtoEncodeError::Unsupported { field, option } => {
                 write!(f, "field {field:?}: option {option:?} is not supported")
             }
-            ProtoEncodeError::TooDeep => write!(
-                f,
-                "messages nested deeper than {}",
-                super::MAX_DEPTH
-            ),
+            ProtoEncodeError::TooDeep => {
+                write!(f, "messages nested deeper than {}", super::MAX_DEPTH)
+            }
         }
     }
 }
@@ -191,11 +189,9 @@ impl fmt::Display for ProtoDecodeError {
             ProtoDecodeError::Unsupported { field, option } => {
                 write!(f, "field {field:?}: option {option:?} is not supported")
             }
-            ProtoDecodeError::TooDeep => write!(
-                f,
-                "messages nested deeper than {}",
-                super::MAX_DEPTH
-            ),
+            ProtoDecodeError::TooDeep => {
+                write!(f, "messages nested deeper than {}", super::MAX_DEPTH)
+            }
         }
     }
 }

@@ -112,10 +112,7 @@ impl Protos {
     /// [`ProtosError::Json`], [`ProtosError::NotAnObject`] or [`ProtosError::BadEntry`],
     /// naming `serverProtos.json` or `clientProtos.json`.
     pub fn from_json(server: &str, client: &str) -> Result<Protos, ProtosError> {
-        Protos::build(
-            ("serverProtos.json", server),
-            ("clientProtos.json", client),
-        )
+        Protos::build(("serverProtos.json", server), ("clientProtos.json", client))
     }
 
     /// Reads `dir/serverProtos.json` and `dir/clientProtos.json`. A missing file counts as

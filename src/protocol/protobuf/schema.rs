@@ -131,7 +131,9 @@ fn parse_message(node: &Node, file: &str, path: &str) -> Result<ParsedMessage, P
             }
             [option @ ("required" | "optional" | "repeated" | "map" | "obj"), type_name, name] => {
                 let tag = match value {
-                    Node::Number(t) if t.fract() == 0.0 && (0.0..=f64::from(MAX_TAG)).contains(t) => {
+                    Node::Number(t)
+                        if t.fract() == 0.0 && (0.0..=f64::from(MAX_TAG)).contains(t) =>
+                    {
                         *t as u32
                     }
                     _ => {
@@ -290,7 +292,9 @@ pub(super) struct Field {
 
 impl Field {
     pub(super) fn key(&self) -> &[u8] {
-        self.key.get(..usize::from(self.key_len)).unwrap_or_default()
+        self.key
+            .get(..usize::from(self.key_len))
+            .unwrap_or_default()
     }
 }
 
@@ -374,7 +378,9 @@ pub(super) fn compile(parsed: &ParsedFile) -> (Arena, Vec<(String, usize)>) {
                 let (bytes, n) = wire::varint(u64::from(parsed.tag) << 3 | wire_type);
                 let mut key = [0u8; 5];
                 key.copy_from_slice(bytes.get(..5).unwrap_or(&[0; 5]));
-                schema.by_name.insert(name.as_str().into(), schema.fields.len());
+                schema
+                    .by_name
+                    .insert(name.as_str().into(), schema.fields.len());
                 schema.fields.push(Field {
                     name: name.as_str().into(),
                     option,

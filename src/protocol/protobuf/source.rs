@@ -208,9 +208,8 @@ impl Scanner<'_> {
         if !escaped {
             return Ok(token.get(1..token.len() - 1).unwrap_or_default().to_owned());
         }
-        serde_json::from_str::<String>(token).map_err(|e| {
-            format!("bad string escape in the string starting at byte {start}: {e}")
-        })
+        serde_json::from_str::<String>(token)
+            .map_err(|e| format!("bad string escape in the string starting at byte {start}: {e}"))
     }
 
     fn literal(&mut self, word: &str) -> Result<Node, String> {
@@ -282,7 +281,9 @@ mod tests {
         let node = parse(r#"{"b": 1, "a": {"y": [1, {"z": 2}], "x": null}, "10": "s", "2": true, "01": 1, "b": 3}"#)
             .unwrap();
         assert_eq!(keys(&node), ["2", "10", "b", "a", "01"]);
-        let Node::Object(entries) = &node else { unreachable!() };
+        let Node::Object(entries) = &node else {
+            unreachable!()
+        };
         // Repeated key: first place, last value.
         assert_eq!(entries[2].1, Node::Number(3.0));
         assert_eq!(keys(&entries[3].1), ["y", "x"]);
@@ -293,12 +294,28 @@ mod tests {
         let node = parse("\u{feff}{}").unwrap_err();
         assert!(node.contains("byte 0"), "{node}");
         let node = parse(r#" {"a\"b\u00e9": -1.5e3, "é": 0} "#).unwrap();
-        let Node::Object(entries) = node else { unreachable!() };
+        let Node::Object(entries) = node else {
+            unreachable!()
+        };
         assert_eq!(entries[0], ("a\"bé".to_owned(), Node::Number(-1500.0)));
         assert_eq!(entries[1].0, "é");
         for bad in [
-            "", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "[1,]", "01", "1.", "-", "+1", ".5",
-            "{\"a\":1} x", "\"\u{1}\"", "{'a':1}", "tru", "{\"\\x\":1}",
+            "",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "[1,]",
+            "01",
+            "1.",
+            "-",
+            "+1",
+            ".5",
+            "{\"a\":1} x",
+            "\"\u{1}\"",
+            "{'a':1}",
+            "tru",
+            "{\"\\x\":1}",
         ] {
             assert!(parse(bad).is_err(), "accepted {bad:?}");
         }
@@ -311,10 +328,24 @@ mod tests {
 
     #[test]
     fn array_indices() {
-        for (k, v) in [("0", Some(0)), ("7", Some(7)), ("4294967294", Some(4_294_967_294))] {
+        for (k, v) in [
+            ("0", Some(0)),
+            ("7", Some(7)),
+            ("4294967294", Some(4_294_967_294)),
+        ] {
             assert_eq!(array_index(k), v);
         }
-        for k in ["", "00", "01", "-1", "4294967295", "1e3", "a", " 1", "99999999999"] {
+        for k in [
+            "",
+            "00",
+            "01",
+            "-1",
+            "4294967295",
+            "1e3",
+            "a",
+            " 1",
+            "99999999999",
+        ] {
             assert_eq!(array_index(k), None, "{k}");
         }
     }

@@ -67,7 +67,10 @@ impl<'a> Reader<'a> {
     pub(super) fn varint(&mut self) -> Result<u64, ProtoDecodeError> {
         let mut value = 0u64;
         for i in 0..MAX_VARINT_LEN {
-            let byte = *self.bytes.get(self.pos).ok_or(ProtoDecodeError::Truncated)?;
+            let byte = *self
+                .bytes
+                .get(self.pos)
+                .ok_or(ProtoDecodeError::Truncated)?;
             self.pos += 1;
             let group = u64::from(byte & 0x7f);
             if i == MAX_VARINT_LEN - 1 && group > 1 {
@@ -128,20 +131,36 @@ mod tests {
 
     #[test]
     fn bad_varints() {
-        assert_eq!(Reader::new(&[0x80]).varint(), Err(ProtoDecodeError::Truncated));
+        assert_eq!(
+            Reader::new(&[0x80]).varint(),
+            Err(ProtoDecodeError::Truncated)
+        );
         assert_eq!(Reader::new(&[]).varint(), Err(ProtoDecodeError::Truncated));
         // 2^64 does not fit; eleven bytes never do.
         let over = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02];
-        assert_eq!(Reader::new(&over).varint(), Err(ProtoDecodeError::BadVarint));
+        assert_eq!(
+            Reader::new(&over).varint(),
+            Err(ProtoDecodeError::BadVarint)
+        );
         let long = [0xff; 11];
-        assert_eq!(Reader::new(&long).varint(), Err(ProtoDecodeError::BadVarint));
+        assert_eq!(
+            Reader::new(&long).varint(),
+            Err(ProtoDecodeError::BadVarint)
+        );
         // Over-long but in range: accepted, as the JavaScript decoders accept it.
         assert_eq!(Reader::new(&[0x81, 0x00]).varint(), Ok(1));
     }
 
     #[test]
     fn zigzag_matches_the_dialect() {
-        for (v, z) in [(0i64, 0u64), (-1, 1), (1, 2), (-2, 3), (-7, 13), (i64::MIN, u64::MAX)] {
+        for (v, z) in [
+            (0i64, 0u64),
+            (-1, 1),
+            (1, 2),
+            (-2, 3),
+            (-7, 13),
+            (i64::MIN, u64::MAX),
+        ] {
             assert_eq!(zigzag(v), z);
             assert_eq!(unzigzag(z), v);
         }
