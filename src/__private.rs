@@ -154,6 +154,7 @@ pub mod fuzz {
     pub use crate::protocol::fuzzing::{
         fuzz_handshake as handshake, fuzz_message as message, fuzz_package_stream as package_stream,
     };
+    pub use crate::protocol::protobuf::fuzzing::fuzz_protobuf_decode as protobuf_decode;
     pub use crate::server::fuzzing::fuzz_connection as connection;
     pub use crate::ws::fuzzing::{
         fuzz_frames as ws_frames, fuzz_frames_roundtrip as ws_roundtrip,
@@ -173,5 +174,6 @@ pub mod fuzz {
         ("ws_upgrade", ws_upgrade),
         ("connection", connection),
         ("service_ops", service_ops),
+        ("protobuf_decode", protobuf_decode),
     ];
 }

@@ -453,7 +453,7 @@ fn check_message(
 fn game_protos_agree_with_pomelo_and_pinus() {
     let mut peer = Peer::start();
     let protos = init_and_compare(&mut peer, SERVER, CLIENT, true);
-    let mut rng = Rng(0x5eed_0f_9a7e_4007);
+    let mut rng = Rng(0x005e_ed0f_9a7e_4007);
     let mut count = 0;
     for (side, source) in [("server", SERVER), ("client", CLIENT)] {
         let schema = Schema::new(source);
@@ -512,7 +512,7 @@ fn the_move_push_of_the_docs() {
 #[test]
 fn random_proto_sources_parse_as_pinus_parses_them() {
     let mut peer = Peer::start();
-    let mut rng = Rng(0x0dd_ba11_c0ffee);
+    let mut rng = Rng(0x0000_ddba_11c0_ffee);
     fn message(rng: &mut Rng, depth: usize, with_map: bool) -> String {
         let mut keys = Vec::new();
         for _ in 0..rng.below(8) {
