@@ -1,11 +1,13 @@
 // The reference protobuf codecs for tests/protobuf_diff.rs: pomelo-protobuf 0.4.0 (the codec of
-// the official pomelo clients, Node build) and pinus-protobuf 1.7.4 (what pinus servers run),
-// driven over JSON lines on stdin/stdout. One request per line, one reply per line, in order:
+// the official pomelo clients: "pomelo" is its Node build, "browser" its browser build
+// lib/client/protobuf.js, which writes varint fields with wire type 2 and characters outside
+// the BMP as CESU-8) and pinus-protobuf 1.7.4 (what pinus servers run), driven over JSON lines
+// on stdin/stdout. One request per line, one reply per line, in order:
 //
 //   {"op":"init","server":"<serverProtos.json text>","client":"<clientProtos.json text>"}
 //     -> {"ok":true,"pomelo":{"server":"<JSON.stringify(parsed)>","client":"…"},
 //         "pinus":{"server":"…","client":"…","version":"…","handshake":"…"}}
-//   {"op":"encode","codec":"pomelo"|"pinus","side":"server"|"client","route":"…","value":{…}}
+//   {"op":"encode","codec":"pomelo"|"browser"|"pinus","side":"server"|"client","route":"…","value":{…}}
 //     -> {"ok":true,"hex":"0801…"|null}   (null: the codec returned null, e.g. an empty message)
 //   {"op":"decode","codec":…,"side":…,"route":"…","hex":"…"}
 //     -> {"ok":true,"value":{…}}           (JSON.stringify: NaN/Infinity become null)
@@ -18,6 +20,7 @@
 const crypto = require('crypto');
 const readline = require('readline');
 const pomelo = require('pomelo-protobuf');
+const browser = require('pomelo-protobuf/lib/client/protobuf.js');
 const { Protobuf: Pinus } = require('pinus-protobuf');
 
 let parsed = null; // {pomelo: {server, client}, pinus: {server, client}}
@@ -30,6 +33,10 @@ function codecFor(codec, side) {
     pomelo.setEncoderProtos(parsed.pomelo[side]);
     pomelo.setDecoderProtos(parsed.pomelo[side]);
     return pomelo;
+  }
+  if (codec === 'browser') {
+    browser.init({ encoderProtos: parsed.pomelo[side], decoderProtos: parsed.pomelo[side] });
+    return browser;
   }
   if (codec === 'pinus') return pinusCodecs[side];
   throw new Error('unknown codec ' + codec);
