@@ -11,6 +11,8 @@
 //! * integers come from JSON numbers; a fraction is dropped toward zero (pinus `parseInt`s);
 //!   `uInt32` / `uInt64` refuse negative numbers, every integer type refuses what does not fit
 //!   64 bits (zigzag types: `i64`);
+//! * `bool` takes JSON booleans only (pinus takes any value's truthiness), strings JSON
+//!   strings only;
 //! * an empty array writes nothing; packed repeated (numbers, `bool`) write one key, the
 //!   element count, the elements; strings and messages one key per element;
 //! * a nested message is its varint byte length then its fields (one byte is reserved for the

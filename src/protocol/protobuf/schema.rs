@@ -96,7 +96,8 @@ pub(super) fn parse_file(node: &Node, file: &str) -> Result<ParsedFile, ProtosEr
         if route == "__proto__" {
             return Err(bad(file, "", route, "\"__proto__\" is not a usable name"));
         }
-        routes.set(route, parse_message(body, file, route)?);
+        // The source scanner already merged repeated keys: no lookup needed here.
+        routes.0.push((route.clone(), parse_message(body, file, route)?));
     }
     Ok(routes)
 }
