@@ -147,13 +147,17 @@ pub(super) fn message<S: Sink>(
             expected: "an object",
         });
     };
-    check_required(schema, object)?;
+    // Required fields are counted on the way; the missing one is looked for only on error.
+    let mut required = 0;
     for (name, value) in object {
         let Some(field) = schema.field(name) else {
             continue;
         };
         if value.is_null() && !matches!(field.kind, Kind::Float | Kind::Double) {
             continue;
+        }
+        if field.option == Opt::Required {
+            required += 1;
         }
         match field.option {
             Opt::Required | Opt::Optional => {
@@ -196,6 +200,9 @@ pub(super) fn message<S: Sink>(
             }
         }
     }
+    if required < schema.required {
+        check_required(schema, object)?;
+    }
     Ok(())
 }
 
@@ -204,7 +211,12 @@ fn check_required(
     object: &serde_json::Map<String, Value>,
 ) -> Result<(), ProtoEncodeError> {
     for field in &schema.fields {
-        if field.option == Opt::Required && object.get(&*field.name).is_none_or(Value::is_null) {
+        let present = match object.get(&*field.name) {
+            None => false,
+            Some(Value::Null) => matches!(field.kind, Kind::Float | Kind::Double), // NaN
+            Some(_) => true,
+        };
+        if field.option == Opt::Required && !present {
             return Err(ProtoEncodeError::MissingRequired {
                 field: field.name.to_string(),
             });

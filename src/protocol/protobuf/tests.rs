@@ -147,6 +147,18 @@ fn numbers_as_javascript_holds_them() {
     );
     let inf = [0x25, 0x00, 0x00, 0x80, 0x7f]; // float +inf
     assert_eq!(dec("t.all", &inf).unwrap(), json!({"f": null}));
+    // A required float given as null is NaN, not missing; the field really missing is named.
+    let protos = Protos::from_json(
+        r#"{"r": {"required float f": 1, "required uInt32 u": 2}}"#,
+        "{}",
+    )
+    .unwrap();
+    let r = protos.server("r").unwrap();
+    assert_eq!(
+        r.encode(&json!({"f": null}), &mut Vec::new()),
+        Err(ProtoEncodeError::MissingRequired { field: "u".into() })
+    );
+    assert_eq!(r.encoded_len(&json!({"f": null, "u": 1})), Ok(7));
     // null elsewhere is an absent field.
     assert_eq!(
         enc("t.all", json!({"u": null, "items": null, "at": null})),
