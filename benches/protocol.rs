@@ -121,6 +121,13 @@ fn protobuf(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    group.bench_function("encode_move_push/protobuf_no_len", |b| {
+        b.iter(|| {
+            out.clear();
+            push.encode(black_box(&value), &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
     group.bench_function("encode_move_push/json", |b| {
         b.iter(|| {
             out.clear();

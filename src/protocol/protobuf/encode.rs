@@ -53,11 +53,17 @@ impl Sink for Vec<u8> {
         body(self)?;
         let len = self.len() - at - 1;
         let (bytes, n) = wire::varint(len as u64);
-        // One byte was reserved; a longer length shifts the body (bodies ≥ 128 bytes only).
-        self.splice(
-            at..at + 1,
-            bytes.get(..n).unwrap_or_default().iter().copied(),
-        );
+        match (n, self.get_mut(at)) {
+            // The usual case: the length fits the reserved byte.
+            (1, Some(slot)) => *slot = bytes[0],
+            // A longer length shifts the body (bodies of 128 bytes or more only).
+            _ => {
+                self.splice(
+                    at..at + 1,
+                    bytes.get(..n).unwrap_or_default().iter().copied(),
+                );
+            }
+        }
         Ok(())
     }
 }
