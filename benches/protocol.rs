@@ -2,7 +2,10 @@
 //! pushes and answers. Pure functions over byte slices, so these numbers are stable relative to
 //! each other even on a noisy machine.
 //!
-//! Run: `cargo bench --bench protocol`.
+//! The `protobuf` group puts pinus's protobuf bodies beside the JSON path (serde_json
+//! `to_vec` / `from_slice`) on the same typical game push, both ways.
+//!
+//! Run: `cargo bench --bench protocol` (only the protobuf group: `-- protobuf`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatehouse::protocol::{
@@ -75,6 +78,72 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// A move push as a game sends it many times a second.
+fn move_push() -> (gatehouse::protocol::protobuf::Protos, serde_json::Value) {
+    let protos = gatehouse::protocol::protobuf::Protos::from_json(
+        r#"{"onMove": {"required uInt32 entityId": 1, "repeated Pos path": 2,
+            "optional float speed": 3, "optional string name": 4,
+            "message Pos": {"required float x": 1, "required float y": 2}}}"#,
+        "{}",
+    )
+    .expect("bench protos");
+    let value = serde_json::json!({
+        "entityId": 10293,
+        "path": [{"x": 101.5, "y": 88.25}, {"x": 102.5, "y": 88.75},
+                 {"x": 103.75, "y": 89.5}, {"x": 104.0, "y": 90.25}],
+        "speed": 3.5,
+        "name": "Wanderer",
+    });
+    (protos, value)
+}
+
+fn protobuf(c: &mut Criterion) {
+    let (protos, value) = move_push();
+    let push = protos.server("onMove").expect("route");
+    let mut pb = Vec::new();
+    push.encode(&value, &mut pb).expect("encodes");
+    let json = serde_json::to_vec(&value).expect("serializes");
+    // Printed once so a run records the sizes next to the times.
+    println!(
+        "protobuf/move_push: {} bytes as protobuf, {} bytes as JSON",
+        pb.len(),
+        json.len()
+    );
+    let mut group = c.benchmark_group("protobuf");
+    group.throughput(Throughput::Elements(1));
+    let mut out = Vec::with_capacity(256);
+    group.bench_function("encode_move_push/protobuf", |b| {
+        b.iter(|| {
+            out.clear();
+            let len = push.encoded_len(black_box(&value)).unwrap();
+            out.reserve(len);
+            push.encode(black_box(&value), &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
+    group.bench_function("encode_move_push/protobuf_no_len", |b| {
+        b.iter(|| {
+            out.clear();
+            push.encode(black_box(&value), &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
+    group.bench_function("encode_move_push/json", |b| {
+        b.iter(|| {
+            out.clear();
+            serde_json::to_writer(&mut out, black_box(&value)).unwrap();
+            black_box(out.len())
+        })
+    });
+    group.bench_function("decode_move_push/protobuf", |b| {
+        b.iter(|| black_box(push.decode(black_box(&pb)).unwrap()))
+    });
+    group.bench_function("decode_move_push/json", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(&json)).unwrap()))
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(300))
@@ -82,5 +151,5 @@ fn config() -> Criterion {
         .sample_size(20)
 }
 
-criterion_group! { name = benches; config = config(); targets = decode, encode }
+criterion_group! { name = benches; config = config(); targets = decode, encode, protobuf }
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, as the README documents it: everything a user runs to check gatehouse on a
 # fresh machine. Installs what it needs (guarded), then runs, cheapest first:
-#   doctests → unit + integration tests (nextest) → the cluster crate (nextest, then its
+#   doctests → npm ci in tests/interop → unit + integration tests (nextest, incl. the protobuf
+#   differential test against the JavaScript codecs) → the cluster crate (nextest, then its
 #   multi-process suite against a real redis-server) → interop with pinus's own codec (node)
 #   → loom models (+ mutants).
 # .ci/run calls this after fmt and clippy.
@@ -9,7 +10,8 @@
 # Every stage either runs or FAILS with a message saying what is missing and how to get it: a
 # lost exec bit or a missing tool never turns a stage into a silent pass. The only opt-outs are
 # explicit, and announced loudly at the start and again at the end:
-#   SKIP_INTEROP=1   do not run the node interop test
+#   SKIP_INTEROP=1   do not run the node interop test nor tests/protobuf_diff.rs (both need
+#                    node and tests/interop/node_modules)
 #   SKIP_LOOM=1      do not run the loom models and mutants
 # Also read by the tests: GATEHOUSE_TEST_TIME_SCALE=N (whole number >= 1, default 4) scales the
 # server timeouts the loopback tests depend on and every bounded wait (tests/util/mod.rs).
@@ -34,7 +36,8 @@ for knob in SKIP_INTEROP SKIP_LOOM; do
     *) die "$knob must be 0 or 1, not '${!knob}'" ;;
     esac
 done
-[ "${SKIP_INTEROP:-0}" = 1 ] && opt_out SKIP_INTEROP "the node interop test (tests/interop)"
+[ "${SKIP_INTEROP:-0}" = 1 ] &&
+    opt_out SKIP_INTEROP "the node interop test (tests/interop) and the protobuf differential test (tests/protobuf_diff.rs)"
 [ "${SKIP_LOOM:-0}" = 1 ] && opt_out SKIP_LOOM "the loom models and mutants (bin/loom.sh)"
 
 # Installs with apt-get (as root, or through sudo); false if that is impossible or fails.
@@ -59,10 +62,30 @@ cargo test --doc --locked
 cargo test --doc --locked --features tls
 cargo test --doc -p gatehouse-cluster --locked
 
+# node and tests/interop/node_modules serve two stages: tests/protobuf_diff.rs (in nextest: our
+# protobuf codec against pomelo-protobuf and pinus-protobuf) and the interop test further down.
+# The diff test FAILS when they are missing; only SKIP_INTEROP=1 leaves it out, by name.
+nextest_filter=()
+if [ "${SKIP_INTEROP:-0}" != 1 ]; then
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "installing node and npm (interop and protobuf differential tests)"
+        apt_install nodejs npm || true
+        command -v node >/dev/null && command -v npm >/dev/null ||
+            die "the interop and protobuf differential tests need node (>= 18) and npm, and" \
+                "installing them with apt-get failed: install nodejs and npm (or set" \
+                "SKIP_INTEROP=1 to opt out explicitly)"
+    fi
+    step "interop: npm ci in tests/interop (the reference JavaScript codecs)"
+    (cd tests/interop && npm ci --no-audit --no-fund) ||
+        die "npm ci in tests/interop failed (it needs the npm registry once; set SKIP_INTEROP=1 to opt out explicitly)"
+else
+    nextest_filter=(-E 'not binary(protobuf_diff)')
+fi
+
 step "unit and integration tests (nextest)"
 # With the `tls` feature: tests/tls.rs (required-features) and the tls_front corpus replay run,
 # and every other test runs over the TLS-enabled build (plain connections unchanged).
-cargo nextest run --all-targets --features tls --locked --no-fail-fast --no-tests=fail
+cargo nextest run --all-targets --features tls --locked --no-fail-fast --no-tests=fail "${nextest_filter[@]}"
 
 # The cluster layer (cluster/, package gatehouse-cluster) runs against real redis-server
 # processes the tests start themselves (unix sockets / free loopback ports, never 6379).
@@ -83,13 +106,7 @@ step "cluster: multi-process suite (tests/cluster.rs)"
 cargo test -p gatehouse-cluster --features test-knobs --test cluster --locked
 
 if [ "${SKIP_INTEROP:-0}" != 1 ]; then
-    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-        echo "installing node and npm (interop test)"
-        apt_install nodejs npm || true
-        command -v node >/dev/null && command -v npm >/dev/null ||
-            die "the interop test needs node (>= 18) and npm, and installing them with apt-get" \
-                "failed: install nodejs and npm (or set SKIP_INTEROP=1 to opt out explicitly)"
-    fi
+    # node and npm were checked (and installed if need be) before nextest.
     [ -f tests/interop/run.sh ] || die "tests/interop/run.sh is missing"
     step "interop: pinus-protocol and pomelo-jsclient-websocket against the example gate"
     # Through bash: a lost exec bit must not change what runs.

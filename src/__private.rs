@@ -172,6 +172,7 @@ pub mod fuzz {
     pub use crate::protocol::fuzzing::{
         fuzz_handshake as handshake, fuzz_message as message, fuzz_package_stream as package_stream,
     };
+    pub use crate::protocol::protobuf::fuzzing::fuzz_protobuf_decode as protobuf_decode;
     pub use crate::server::fuzzing::fuzz_connection as connection;
     #[cfg(feature = "tls")]
     pub use crate::server::tls::fuzzing::fuzz_tls_front as tls_front;
@@ -193,6 +194,7 @@ pub mod fuzz {
         ("ws_upgrade", ws_upgrade),
         ("connection", connection),
         ("service_ops", service_ops),
+        ("protobuf_decode", protobuf_decode),
         #[cfg(feature = "tls")]
         ("tls_front", tls_front),
     ];

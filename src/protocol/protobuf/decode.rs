@@ -50,9 +50,13 @@ pub(super) fn message(
                 object.insert(field.name.to_string(), value);
             }
             Opt::Repeated => {
-                let slot = object
-                    .entry(field.name.to_string())
-                    .or_insert_with(|| Value::Array(Vec::new()));
+                // Look up before inserting: the key is allocated once per field, not per element.
+                if !object.contains_key(&*field.name) {
+                    object.insert(field.name.to_string(), Value::Array(Vec::new()));
+                }
+                let Some(slot) = object.get_mut(&*field.name) else {
+                    continue;
+                };
                 let Value::Array(items) = slot else {
                     // Not reachable: a name is one field; keep the value consistent anyway.
                     *slot = Value::Array(Vec::new());

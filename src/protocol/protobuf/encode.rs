@@ -11,6 +11,8 @@
 //! * integers come from JSON numbers; a fraction is dropped toward zero (pinus `parseInt`s);
 //!   `uInt32` / `uInt64` refuse negative numbers, every integer type refuses what does not fit
 //!   64 bits (zigzag types: `i64`);
+//! * `bool` takes JSON booleans only (pinus takes any value's truthiness), strings JSON
+//!   strings only;
 //! * an empty array writes nothing; packed repeated (numbers, `bool`) write one key, the
 //!   element count, the elements; strings and messages one key per element;
 //! * a nested message is its varint byte length then its fields (one byte is reserved for the
@@ -51,11 +53,17 @@ impl Sink for Vec<u8> {
         body(self)?;
         let len = self.len() - at - 1;
         let (bytes, n) = wire::varint(len as u64);
-        // One byte was reserved; a longer length shifts the body (bodies ≥ 128 bytes only).
-        self.splice(
-            at..at + 1,
-            bytes.get(..n).unwrap_or_default().iter().copied(),
-        );
+        match (n, self.get_mut(at)) {
+            // The usual case: the length fits the reserved byte.
+            (1, Some(slot)) => *slot = bytes[0],
+            // A longer length shifts the body (bodies of 128 bytes or more only).
+            _ => {
+                self.splice(
+                    at..at + 1,
+                    bytes.get(..n).unwrap_or_default().iter().copied(),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -145,13 +153,17 @@ pub(super) fn message<S: Sink>(
             expected: "an object",
         });
     };
-    check_required(schema, object)?;
+    // Required fields are counted on the way; the missing one is looked for only on error.
+    let mut required = 0;
     for (name, value) in object {
         let Some(field) = schema.field(name) else {
             continue;
         };
         if value.is_null() && !matches!(field.kind, Kind::Float | Kind::Double) {
             continue;
+        }
+        if field.option == Opt::Required {
+            required += 1;
         }
         match field.option {
             Opt::Required | Opt::Optional => {
@@ -194,6 +206,9 @@ pub(super) fn message<S: Sink>(
             }
         }
     }
+    if required < schema.required {
+        check_required(schema, object)?;
+    }
     Ok(())
 }
 
@@ -202,7 +217,12 @@ fn check_required(
     object: &serde_json::Map<String, Value>,
 ) -> Result<(), ProtoEncodeError> {
     for field in &schema.fields {
-        if field.option == Opt::Required && object.get(&*field.name).is_none_or(Value::is_null) {
+        let present = match object.get(&*field.name) {
+            None => false,
+            Some(Value::Null) => matches!(field.kind, Kind::Float | Kind::Double), // NaN
+            Some(_) => true,
+        };
+        if field.option == Opt::Required && !present {
             return Err(ProtoEncodeError::MissingRequired {
                 field: field.name.to_string(),
             });

@@ -50,11 +50,12 @@
 //! let value = json!({"id": 300, "path": [{"x": 0.5, "y": -2.0}], "hp": [-7, 1]});
 //! let mut out = Vec::with_capacity(push.encoded_len(&value).unwrap());
 //! push.encode(&value, &mut out).unwrap();
+//! // Fields in the value's key order (a `serde_json::Map` sorts its keys): hp, id, path.
 //! assert_eq!(
 //!     out,
-//!     [0x08, 0xac, 0x02, // id: key 1 varint, 300
-//!      0x12, 0x0a, 0x0d, 0, 0, 0, 0x3f, 0x15, 0, 0, 0, 0xc0, // path[0]: 10 bytes {x, y}
-//!      0x18, 0x02, 0x0d, 0x02] // hp: one key, 2 elements, zigzag -7 and 1
+//!     [0x18, 0x02, 0x0d, 0x02, // hp: one key (tag 3, varint), 2 elements, zigzag -7 and 1
+//!      0x08, 0xac, 0x02, // id: key (tag 1, varint), 300
+//!      0x12, 0x0a, 0x0d, 0, 0, 0, 0x3f, 0x15, 0, 0, 0, 0xc0] // path[0]: 10 bytes {x, y}
 //! );
 //! assert_eq!(push.decode(&out).unwrap(), value);
 //! assert!(protos.handshake_json().starts_with(r#"{"server":{"onMove":{"id":{"option":"required""#));

@@ -96,7 +96,10 @@ pub(super) fn parse_file(node: &Node, file: &str) -> Result<ParsedFile, ProtosEr
         if route == "__proto__" {
             return Err(bad(file, "", route, "\"__proto__\" is not a usable name"));
         }
-        routes.set(route, parse_message(body, file, route)?);
+        // The source scanner already merged repeated keys: no lookup needed here.
+        routes
+            .0
+            .push((route.clone(), parse_message(body, file, route)?));
     }
     Ok(routes)
 }
@@ -298,21 +301,49 @@ impl Field {
     }
 }
 
+/// Up to this many fields, a name is found by a linear scan (cheaper than hashing it).
+const SCAN_FIELDS: usize = 8;
+
+/// Tags below this are looked up in a table, the rest in a hash map.
+const DENSE_TAGS: usize = 64;
+
 /// One compiled message.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Schema {
     pub(super) fields: Vec<Field>,
+    /// How many fields are `required`.
+    pub(super) required: usize,
+    /// name → field, for messages of more than [`SCAN_FIELDS`] fields.
     by_name: AHashMap<Box<str>, usize>,
+    /// `dense[tag]` = field index + 1 (0: none), for tags below [`DENSE_TAGS`].
+    dense: Vec<u16>,
+    /// tag → field, for the other tags.
     by_tag: AHashMap<u32, usize>,
 }
 
 impl Schema {
     pub(super) fn field(&self, name: &str) -> Option<&Field> {
+        if self.fields.len() <= SCAN_FIELDS {
+            return self.fields.iter().find(|f| &*f.name == name);
+        }
         self.by_name.get(name).and_then(|&i| self.fields.get(i))
     }
 
     pub(super) fn by_tag(&self, tag: u32) -> Option<&Field> {
-        self.by_tag.get(&tag).and_then(|&i| self.fields.get(i))
+        let index = match self.dense.get(tag as usize) {
+            Some(&slot) => usize::from(slot).checked_sub(1)?,
+            None => *self.by_tag.get(&tag)?,
+        };
+        self.fields.get(index)
+    }
+
+    fn index_tag(&mut self, tag: u32, index: usize) {
+        match (self.dense.get_mut(tag as usize), u16::try_from(index + 1)) {
+            (Some(slot), Ok(value)) => *slot = value,
+            _ => {
+                self.by_tag.insert(tag, index);
+            }
+        }
     }
 }
 
@@ -359,7 +390,10 @@ pub(super) fn compile(parsed: &ParsedFile) -> (Arena, Vec<(String, usize)>) {
                         .unwrap_or_else(|| Kind::Unknown(type_name.into())),
                 }
             };
-            let mut schema = Schema::default();
+            let mut schema = Schema {
+                dense: vec![0; DENSE_TAGS],
+                ..Schema::default()
+            };
             for (name, parsed) in &message.fields.0 {
                 let kind = resolve(&parsed.type_name);
                 let option = match parsed.option {
@@ -391,9 +425,14 @@ pub(super) fn compile(parsed: &ParsedFile) -> (Arena, Vec<(String, usize)>) {
             }
             for (tag, name) in &message.tags {
                 if let Some(&i) = schema.by_name.get(name.as_str()) {
-                    schema.by_tag.insert(*tag, i);
+                    schema.index_tag(*tag, i);
                 }
             }
+            schema.required = schema
+                .fields
+                .iter()
+                .filter(|f| f.option == Opt::Required)
+                .count();
             schema
         })
         .collect();
