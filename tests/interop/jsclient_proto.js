@@ -93,7 +93,9 @@ async function main() {
     window.protobuf = protobuf;
 
     const logs = [];
-    console.log = (...a) => logs.push(a.join(' '));
+    // The client's console chatter (it dumps whole close events) is kept for failure reports.
+    console.log = (...a) => logs.push(a.map((x) => (typeof x === 'string' ? x : `[${x && x.constructor ? x.constructor.name : typeof x}]`)).join(' '));
+    console.error = console.log;
     const pomelo = require('pomelo-jsclient-websocket');
     const pushes = [];
     const errors = [];
