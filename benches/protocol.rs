@@ -103,8 +103,9 @@ fn protobuf(c: &mut Criterion) {
     let mut pb = Vec::new();
     push.encode(&value, &mut pb).expect("encodes");
     let json = serde_json::to_vec(&value).expect("serializes");
-    // Printed once so a run records the sizes next to the times.
-    println!(
+    // Printed once so a run records the sizes next to the times; on stderr, because test
+    // runners (nextest) parse a bench's stdout when they list it.
+    eprintln!(
         "protobuf/move_push: {} bytes as protobuf, {} bytes as JSON",
         pb.len(),
         json.len()
