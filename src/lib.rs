@@ -18,8 +18,12 @@
 //!   reports that name every session a full inbox skipped and an exact [`Sessions::retry`];
 //!   plus `send_batch` (pomelo `Session.sendBatch`).
 //! * **The connector** ([`server`]): pomelo's wire protocol ([`protocol`]) over TCP and
-//!   WebSocket on one port, driven by mio I/O threads, one shard per thread. Embedders with
-//!   their own I/O use the core alone; [`MemoryDriver`] is the in-memory transport for tests.
+//!   WebSocket on one port — and, with the `tls` feature (rustls), over TLS and WSS on that
+//!   same port — driven by mio I/O threads, one shard per thread. It speaks every pinus client
+//!   configuration: route compression (`useDict`) and protobuf bodies (`useProtobuf`, pinus's
+//!   own proto files: [`protocol::Protos`]), applied to requests, responses and pushes so game
+//!   code never hand-encodes. Embedders with their own I/O use the core alone;
+//!   [`MemoryDriver`] is the in-memory transport for tests.
 //!
 //! # Who holds which handle
 //!
