@@ -242,7 +242,35 @@ pub(crate) fn server_config(
 /// builds without cmake, and neither libpomelo2 (TLS 1.2) nor the browsers' WSS need it. An
 /// application that wants post-quantum key exchange builds its own `ServerConfig` with
 /// aws-lc-rs and passes it to [`TlsConfig::from_rustls`].
+///
+/// Key exchange groups in cost order: X25519, then P-256, then P-384. *ring*'s own order puts
+/// P-384 first, and a TLS 1.3 server picks, among the key shares a client sent, the first in its
+/// own order: a client that sends both an X25519 and a P-384 share would cost the server 9.5×
+/// more CPU per handshake for nothing (BENCHMARKS.md §7). A client that offers only P-384 still
+/// gets it, without a HelloRetryRequest.
 #[allow(deprecated)]
 fn ring_provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = vec![X25519, SECP256R1, SECP384R1];
+    provider
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::NamedGroup;
+
+    #[test]
+    fn key_exchange_groups_are_in_cost_order() {
+        let names: Vec<NamedGroup> = ring_provider().kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(
+            names,
+            [
+                NamedGroup::X25519,
+                NamedGroup::secp256r1,
+                NamedGroup::secp384r1
+            ]
+        );
+    }
 }
