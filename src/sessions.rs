@@ -66,13 +66,15 @@ use std::sync::Arc;
 /// already serialised). Each call encodes the pomelo PUSH message **once**, into one [`Frame`]
 /// that every recipient shares by reference count: the route becomes its 2-byte dictionary
 /// code when the server's dictionary has it (pinus with `useDict`), else it is sent by name. A
-/// JSON body is serialised straight into the package, so the only allocations of a call are the
-/// frame's bytes (exactly their length) and, for the calls that fan out, the frame's one shared
-/// header — none per recipient (`tests/push_alloc.rs` counts them).
+/// JSON body is serialised straight into the package — in protobuf when the route has a server
+/// proto ([`with_protos`](Self::with_protos), pinus with `useProtobuf`), else as JSON text — so
+/// the only allocations of a call are the frame's bytes (exactly their length) and, for the
+/// calls that fan out, the frame's one shared header — none per recipient
+/// (`tests/push_alloc.rs` counts them). Raw bodies ([`PushBody::Raw`]) are sent as given.
 ///
 /// A message that cannot be encoded (the whole message over the package limit of 2²⁴ − 1
-/// bytes, or a route of more than 255 bytes that the dictionary does not compress) is an
-/// [`EncodeError`]; nothing is queued.
+/// bytes, a route of more than 255 bytes that the dictionary does not compress, or a JSON
+/// body that does not fit its route's server proto) is an [`EncodeError`]; nothing is queued.
 ///
 /// # Back-pressure and retries
 ///
