@@ -1,0 +1,714 @@
+//! What TLS costs the gate, end to end on loopback sockets: server CPU per session setup (plain,
+//! full TLS handshake, resumed TLS handshake) and per push delivered (plain, TLS), side by side
+//! in one run.
+//!
+//! ```sh
+//! cargo build --release --features tls --example gate --example tls_cost
+//! target/release/examples/tls_cost [--clients 300] [--rounds 10] [--runs 3] [--push-clients 100]
+//! ```
+//!
+//! It makes a throw-away CA and a server certificate (ECDSA P-256, for `127.0.0.1`) with rcgen
+//! in a temporary directory, spawns the gate (`--gate-bin`, default: `gate` next to this
+//! executable) with `--threads 1 --heartbeat 60` and that certificate, so one port serves plain
+//! and TLS clients, and kills it by its pid at the end, on errors too.
+//!
+//! **Setup.** A run is `--rounds` rounds; each round gives every mode its share of `--clients`
+//! setups, the modes in an order that rotates from round to round, so that noise from the rest
+//! of the machine falls on every mode alike. A setup is what the load generator does: connect
+//! (and the TLS handshake), HANDSHAKE → reply, ACK → the server's first HEARTBEAT, request
+//! `connector.entryHandler.entry {"uid":…}` → response, then close (TLS close_notify, FIN) and
+//! wait for the server's end of stream. `--concurrency` client threads share a slice. Modes:
+//! * `plain`: TCP;
+//! * `tls-full`: TLS 1.3, client resumption disabled, rustls' client defaults with *ring*, whose
+//!   key share is secp384r1 (the group *ring* lists first);
+//! * `tls-full-x25519`: the same, the client limited to X25519 (what browsers and Node send);
+//! * `tls-resumed`, `tls-resumed-x25519`: one client configuration (and session cache) per mode,
+//!   one warm-up setup before each slice (not measured); every measured handshake must be a
+//!   resumption (`handshake_kind()`), else the run fails.
+//!
+//! Clients connect by IP (no SNI) and trust only the test CA.
+//!
+//! **Push.** Per run and per mode (plain, TLS 1.3 with X25519): `--push-clients` clients set up
+//! and bind, an unbound plain control connection asks for `connector.entryHandler.blast
+//! {"m": pushes, "size": size}` (its reply must count exactly those clients), and reader threads
+//! wait until every client got all its `onPush` messages. The clients then close, so the next
+//! mode's blast reaches only its own clients. The gate's blast thread pushes round after round
+//! without waiting, so the I/O thread usually finds several pushes queued for a session and
+//! writes them at once (one TLS record): this is the broadcast case, not one push at a time.
+//!
+//! **Server CPU** is the sum over the gate's threads of the on-CPU nanoseconds in
+//! `/proc/PID/task/TID/schedstat` (user and kernel, so the socket work counts), sampled before
+//! and after a slice; during a blast every millisecond too, so the short-lived blast thread is
+//! counted up to its last sample. Per setup = the mode's CPU over all its slices / its setups;
+//! per push = CPU from the blast request to the last push / (clients × pushes). Not measured:
+//! the clients' CPU (the same 2 cores, so it competes with the gate but is not counted), a real
+//! network (loopback only), more than one I/O thread, TLS 1.2, WSS.
+//!
+//! Output: a table (median of the runs, min–max) and the `tls-full / plain` ratios. Exit status
+//! 1 if any connection failed or a resumption did not happen, 2 for bad arguments.
+
+use clap::Parser;
+use gatehouse::protocol::{
+    decode_message, decode_package, encode_data, encode_package, Message, MessageType,
+    PackageType, Route, HANDSHAKE_ACK_PACKAGE, MAX_BODY_LEN,
+};
+use rustls::client::Resumption;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Server CPU per TLS session setup and per push against plain, end to end, in one run.
+#[derive(Debug, Parser)]
+#[command(name = "tls_cost")]
+struct Cli {
+    /// Session setups per mode and run.
+    #[arg(long, default_value_t = 300)]
+    clients: usize,
+    /// Rounds per run that interleave the modes (each gets clients/rounds setups a round).
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Runs; the table shows their median and range.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Client threads sharing a slice of setups.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+    /// Bound clients per push mode.
+    #[arg(long, default_value_t = 100)]
+    push_clients: usize,
+    /// Pushes each of them receives (the blast's rounds).
+    #[arg(long, default_value_t = 200)]
+    pushes: u64,
+    /// Push body padding in bytes (the blast's `size`).
+    #[arg(long, default_value_t = 64)]
+    size: u64,
+    /// The gate binary [default: `gate` next to this executable].
+    #[arg(long, value_name = "PATH")]
+    gate_bin: Option<PathBuf>,
+}
+
+const HELLO: &[u8] = br#"{"sys":{"type":"tls_cost","version":"0.1.0"},"user":{}}"#;
+const ENTRY: &str = "connector.entryHandler.entry";
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+// === the gate and its CPU ======================================================================
+
+/// The spawned gate; killed (by its pid) when dropped. Owns the temporary certificate directory.
+struct Gate {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Writes a CA and a server certificate for 127.0.0.1 into a new temporary directory, starts
+/// the gate with them, and returns it with the CA certificate the clients trust.
+fn spawn_gate(bin: &Path) -> Result<(Gate, CertificateDer<'static>), String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let err = |e: rcgen::Error| format!("certificate generation: {e}");
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "tls_cost test CA");
+    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().map_err(err)?;
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).map_err(err)?;
+    let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
+
+    let dir = std::env::temp_dir().join(format!("tls_cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    for (path, pem) in [(&cert_path, cert.pem()), (&key_path, key.serialize_pem())] {
+        std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let mut child = Command::new(bin)
+        .args(["--addr", "127.0.0.1:0", "--threads", "1", "--heartbeat", "60"])
+        .arg("--tls-cert")
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no gate stdout")?;
+    // From here on the guard kills the gate whatever happens.
+    let mut gate = Gate {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        dir,
+    };
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the gate's stdout: {e}"))?;
+    let addr = line
+        .strip_prefix("gate: listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("unexpected first line from the gate: {line:?}"))?;
+    gate.addr = addr;
+    Ok((gate, ca_cert.der().clone()))
+}
+
+/// On-CPU nanoseconds of each of a process's live threads.
+fn thread_ns(pid: u32) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
+        let ns = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+        if let Some(ns) = ns {
+            out.insert(tid, ns);
+        }
+    }
+    out
+}
+
+/// The gate's CPU from `start` on: a thread born meanwhile counts from zero, one that exits
+/// counts up to the last [`poke`](Self::poke) that saw it.
+struct CpuWatch {
+    pid: u32,
+    first: BTreeMap<u32, u64>,
+    last: BTreeMap<u32, u64>,
+}
+
+impl CpuWatch {
+    fn start(pid: u32) -> CpuWatch {
+        let first = thread_ns(pid);
+        CpuWatch {
+            pid,
+            last: first.clone(),
+            first,
+        }
+    }
+
+    fn poke(&mut self) {
+        self.last.extend(thread_ns(self.pid));
+    }
+
+    fn ns(mut self) -> u64 {
+        self.poke();
+        let first = &self.first;
+        let used = |(tid, ns): (&u32, &u64)| ns.saturating_sub(*first.get(tid).unwrap_or(&0));
+        self.last.iter().map(used).sum()
+    }
+}
+
+// === a blocking pomelo client, plain or TLS ====================================================
+
+/// Plain TCP or rustls over it.
+enum Link {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            Link::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Tls(s) => s.flush(),
+        }
+    }
+}
+
+struct Peer {
+    link: Link,
+    buf: Vec<u8>,
+    /// "TLS 1.3 full secp384r1" and the like; `None` for plain.
+    tls: Option<String>,
+}
+
+impl Peer {
+    /// Connects and, with a configuration, completes the TLS handshake.
+    fn connect(addr: SocketAddr, tls: Option<&Arc<ClientConfig>>) -> Result<Peer, String> {
+        let sock = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+        sock.set_nodelay(true).map_err(|e| e.to_string())?;
+        sock.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let Some(config) = tls else {
+            return Ok(Peer {
+                link: Link::Plain(sock),
+                buf: Vec::new(),
+                tls: None,
+            });
+        };
+        let name = ServerName::IpAddress(addr.ip().into());
+        let conn = ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
+        let mut s = StreamOwned::new(conn, sock);
+        while s.conn.is_handshaking() {
+            s.conn
+                .complete_io(&mut s.sock)
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+        }
+        let kind = match s.conn.handshake_kind() {
+            Some(HandshakeKind::Full) => "full",
+            Some(HandshakeKind::Resumed) => "resumed",
+            Some(HandshakeKind::FullWithHelloRetryRequest) => "full+HRR",
+            None => "?",
+        };
+        let group = s.conn.negotiated_key_exchange_group();
+        let label = format!(
+            "{:?} {kind} {}",
+            s.conn.protocol_version().ok_or("no version")?,
+            group.map_or("-".to_owned(), |g| format!("{:?}", g.name()))
+        );
+        Ok(Peer {
+            link: Link::Tls(Box::new(s)),
+            buf: Vec::new(),
+            tls: Some(label),
+        })
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.link.write_all(bytes).map_err(|e| format!("write: {e}"))?;
+        self.link.flush().map_err(|e| format!("write: {e}"))
+    }
+
+    /// The next whole package: its type and body.
+    fn next(&mut self) -> Result<(PackageType, Vec<u8>), String> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match decode_package(&self.buf, MAX_BODY_LEN) {
+                Ok(Some((p, used))) => {
+                    let out = (p.kind, p.body.to_vec());
+                    self.buf.drain(..used);
+                    return Ok(out);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("bad package from the server: {e}")),
+            }
+            match self.link.read(&mut chunk) {
+                Ok(0) => return Err("the server ended the stream".into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+
+    fn expect(&mut self, kind: PackageType) -> Result<Vec<u8>, String> {
+        match self.next()? {
+            (k, body) if k == kind => Ok(body),
+            (k, _) => Err(format!("expected {kind:?}, got {k:?}")),
+        }
+    }
+
+    /// HANDSHAKE, ACK, first HEARTBEAT, then (with a uid) the entry request that binds it.
+    fn start(&mut self, uid: Option<&str>) -> Result<(), String> {
+        let mut out = Vec::new();
+        encode_package(PackageType::Handshake, HELLO, &mut out).map_err(|e| e.to_string())?;
+        self.send(&out)?;
+        let reply: Value = serde_json::from_slice(&self.expect(PackageType::Handshake)?)
+            .map_err(|e| format!("handshake reply: {e}"))?;
+        if reply["code"] != 200 {
+            return Err(format!("handshake refused: {reply}"));
+        }
+        self.send(&HANDSHAKE_ACK_PACKAGE)?;
+        self.expect(PackageType::Heartbeat)?;
+        if let Some(uid) = uid {
+            let reply = self.request(ENTRY, &json!({ "uid": uid }))?;
+            if reply["code"] != 200 {
+                return Err(format!("bind refused: {reply}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn request(&mut self, route: &str, body: &Value) -> Result<Value, String> {
+        let body = body.to_string();
+        let mut out = Vec::new();
+        let msg = Message::request(1, Route::Name(route), body.as_bytes());
+        encode_data(&msg, &mut out).map_err(|e| e.to_string())?;
+        self.send(&out)?;
+        loop {
+            let body = self.expect(PackageType::Data)?;
+            let msg = decode_message(&body).map_err(|e| format!("bad message: {e}"))?;
+            if msg.kind == MessageType::Response && msg.id == 1 {
+                return serde_json::from_slice(msg.body).map_err(|e| format!("response: {e}"));
+            }
+        }
+    }
+
+    /// Reads `n` pushes (anything else is an error).
+    fn pushes(&mut self, n: u64) -> Result<(), String> {
+        for _ in 0..n {
+            let body = self.expect(PackageType::Data)?;
+            let msg = decode_message(&body).map_err(|e| format!("bad message: {e}"))?;
+            if msg.kind != MessageType::Push {
+                return Err(format!("expected a push, got a {:?}", msg.kind));
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes (close_notify for TLS, then FIN) and waits until the server ended its side, so
+    /// the server's close work falls inside the measured slice.
+    fn close(mut self) {
+        if let Link::Tls(s) = &mut self.link {
+            s.conn.send_close_notify();
+            let _ = s.conn.complete_io(&mut s.sock);
+        }
+        let sock = match &self.link {
+            Link::Plain(s) => s,
+            Link::Tls(s) => &s.sock,
+        };
+        let _ = sock.shutdown(Shutdown::Write);
+        let mut chunk = [0u8; 4096];
+        while matches!(self.link.read(&mut chunk), Ok(n) if n > 0) {}
+    }
+}
+
+// === modes =====================================================================================
+
+struct Mode {
+    name: &'static str,
+    tls: Option<Arc<ClientConfig>>,
+    resumed: bool,
+}
+
+/// A client trusting only `ca`; *ring*'s default key exchange groups or only X25519.
+fn client_config(ca: &CertificateDer<'static>, x25519: bool, resume: bool) -> Arc<ClientConfig> {
+    #[allow(deprecated)] // *ring* on purpose, as the server (src/server/tls/config.rs)
+    let mut provider = rustls::crypto::ring::default_provider();
+    if x25519 {
+        provider.kx_groups = vec![rustls::crypto::ring::kx_group::X25519];
+    }
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).expect("the test CA parses");
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("TLS 1.3 and 1.2")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if !resume {
+        config.resumption = Resumption::disabled();
+    }
+    Arc::new(config)
+}
+
+/// What one run measured, per mode: CPU ns and setups done; push CPU ns per push.
+#[derive(Default)]
+struct Tally {
+    ns: u64,
+    ok: usize,
+    failed: usize,
+    kinds: BTreeMap<String, usize>,
+    errors: Vec<String>,
+}
+
+/// `n` setups of `mode` from `threads` threads; the gate's CPU is added to `tally`.
+fn slice(gate: &Gate, mode: &Mode, n: usize, threads: usize, tag: &str, tally: &mut Tally) {
+    let tls = mode.tls.as_ref();
+    let one = |uid: String| -> Result<Option<String>, String> {
+        let mut peer = Peer::connect(gate.addr, tls)?;
+        peer.start(Some(&uid))?;
+        let label = peer.tls.take();
+        peer.close();
+        Ok(label)
+    };
+    if mode.resumed {
+        // A fresh ticket in the client's cache, outside the measured slice.
+        if let Err(e) = one(format!("{tag}-warm")) {
+            tally.failed += 1;
+            tally.errors.push(format!("{}: warm-up: {e}", mode.name));
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let watch = CpuWatch::start(gate.child.id());
+    let results: Vec<Vec<Result<Option<String>, String>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            return out;
+                        }
+                        out.push(one(format!("{tag}-{i}")));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("client thread"))
+            .collect()
+    });
+    tally.ns += watch.ns();
+    for result in results.into_iter().flatten() {
+        match result {
+            Ok(label) => {
+                tally.ok += 1;
+                if let Some(label) = label {
+                    if mode.resumed && !label.contains("resumed") {
+                        tally.failed += 1;
+                        tally.errors.push(format!("{}: not resumed: {label}", mode.name));
+                    }
+                    *tally.kinds.entry(label).or_default() += 1;
+                }
+            }
+            Err(e) => {
+                tally.failed += 1;
+                tally.errors.push(format!("{}: {e}", mode.name));
+            }
+        }
+    }
+}
+
+/// One blast to `k` bound clients of one mode; server CPU per push delivered.
+fn push_phase(gate: &Gate, tls: Option<&Arc<ClientConfig>>, cli: &Cli, tag: &str) -> Result<f64, String> {
+    let mut peers = Vec::with_capacity(cli.push_clients);
+    for i in 0..cli.push_clients {
+        let mut peer = Peer::connect(gate.addr, tls)?;
+        peer.start(Some(&format!("{tag}-{i}")))?;
+        peers.push(peer);
+    }
+    let mut control = Peer::connect(gate.addr, None)?;
+    control.start(None)?;
+    let done = AtomicUsize::new(0);
+    let readers = cli.concurrency.min(peers.len()).max(1);
+    let chunk = peers.len().div_ceil(readers).max(1);
+    let (ns, outcome) = std::thread::scope(|s| {
+        let workers: Vec<_> = peers
+            .chunks_mut(chunk)
+            .map(|group| {
+                let done = &done;
+                s.spawn(move || -> Result<(), String> {
+                    for peer in group {
+                        peer.pushes(cli.pushes)?;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut watch = CpuWatch::start(gate.child.id());
+        let blast = json!({"m": cli.pushes, "size": cli.size});
+        let reply = control.request("connector.entryHandler.blast", &blast);
+        while !workers.iter().all(|w| w.is_finished()) {
+            watch.poke();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ns = watch.ns();
+        let mut outcome = reply.and_then(|r| match r["uids"].as_u64() {
+            Some(u) if u == cli.push_clients as u64 => Ok(()),
+            _ => Err(format!("blast reached other sessions than ours: {r}")),
+        });
+        for w in workers {
+            let r = w.join().expect("reader thread");
+            outcome = outcome.and(r);
+        }
+        (ns, outcome)
+    });
+    outcome?;
+    for peer in peers {
+        peer.close();
+    }
+    control.close();
+    Ok(ns as f64 / (cli.push_clients as f64 * cli.pushes as f64))
+}
+
+// === report ====================================================================================
+
+/// "median (min–max)" of per-run figures in ns.
+fn spread(values: &[f64]) -> String {
+    if values.is_empty() {
+        return "–".into();
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let show = |ns: f64| {
+        if ns >= 1000.0 {
+            format!("{:.1} µs", ns / 1000.0)
+        } else {
+            format!("{ns:.0} ns")
+        }
+    };
+    let med = v[v.len() / 2];
+    format!("{} ({}–{})", show(med), show(v[0]), show(v[v.len() - 1]))
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if cli.clients == 0 || cli.rounds == 0 || cli.rounds > cli.clients || cli.runs == 0 {
+        eprintln!("tls_cost: need 1 <= --rounds <= --clients and --runs >= 1");
+        std::process::exit(2);
+    }
+    if cli.concurrency == 0 || cli.push_clients == 0 || cli.pushes == 0 {
+        eprintln!("tls_cost: --concurrency, --push-clients and --pushes must be at least 1");
+        std::process::exit(2);
+    }
+    let bin = cli.gate_bin.clone().unwrap_or_else(|| {
+        let exe = std::env::current_exe().unwrap_or_default();
+        exe.with_file_name("gate")
+    });
+    if !bin.is_file() {
+        eprintln!(
+            "tls_cost: no gate binary at {}: build it with \
+             `cargo build --release --features tls --example gate` (or pass --gate-bin PATH)",
+            bin.display()
+        );
+        std::process::exit(1);
+    }
+    match run(&cli, &bin) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("tls_cost: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Everything; `Ok(false)` when some connection failed.
+fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
+    let (gate, ca) = spawn_gate(bin)?;
+    let mode = |name, tls: Option<(bool, bool)>| Mode {
+        name,
+        resumed: tls.is_some_and(|(_, resume)| resume),
+        tls: tls.map(|(x25519, resume)| client_config(&ca, x25519, resume)),
+    };
+    let modes = [
+        mode("plain", None),
+        mode("tls-full", Some((false, false))),
+        mode("tls-full-x25519", Some((true, false))),
+        mode("tls-resumed", Some((false, true))),
+        mode("tls-resumed-x25519", Some((true, true))),
+    ];
+    let push_tls = client_config(&ca, true, false);
+    println!(
+        "tls_cost: gate pid {} on {}, 1 I/O thread; {} setups per mode and run in {} rounds, \
+         {} client threads; push: {} clients × {} pushes of {} B; {} runs",
+        gate.child.id(),
+        gate.addr,
+        cli.clients,
+        cli.rounds,
+        cli.concurrency,
+        cli.push_clients,
+        cli.pushes,
+        cli.size,
+        cli.runs
+    );
+    let mut setup: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut push: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut kinds: Vec<BTreeMap<String, usize>> = vec![BTreeMap::new(); modes.len()];
+    let mut failures = Vec::new();
+    for run in 0..cli.runs {
+        let mut tallies: Vec<Tally> = modes.iter().map(|_| Tally::default()).collect();
+        for round in 0..cli.rounds {
+            let n = cli.clients / cli.rounds + usize::from(round < cli.clients % cli.rounds);
+            for j in 0..modes.len() {
+                let m = (round + j) % modes.len();
+                let tag = format!("{}-r{run}-{round}", modes[m].name);
+                slice(&gate, &modes[m], n, cli.concurrency, &tag, &mut tallies[m]);
+            }
+        }
+        for (m, t) in tallies.into_iter().enumerate() {
+            if t.ok > 0 {
+                setup[m].push(t.ns as f64 / t.ok as f64);
+            }
+            for (k, c) in t.kinds {
+                *kinds[m].entry(k).or_default() += c;
+            }
+            failures.extend(t.errors);
+        }
+        // Push modes alternate which goes first.
+        for j in 0..2 {
+            let p = (run + j) % 2;
+            let tls = (p == 1).then_some(&push_tls);
+            match push_phase(&gate, tls, cli, &format!("push{p}-r{run}")) {
+                Ok(ns) => push[p].push(ns),
+                Err(e) => failures.push(format!("push {}: {e}", ["plain", "tls"][p])),
+            }
+        }
+        println!(
+            "run {}: setup {} | push plain {:.0} ns, tls {:.0} ns",
+            run + 1,
+            modes
+                .iter()
+                .zip(&setup)
+                .map(|(m, v)| format!("{} {:.1} µs", m.name, v.last().unwrap_or(&f64::NAN) / 1e3))
+                .collect::<Vec<_>>()
+                .join(", "),
+            push[0].last().unwrap_or(&f64::NAN),
+            push[1].last().unwrap_or(&f64::NAN),
+        );
+    }
+    println!();
+    println!("| mode | server CPU per setup, median (min–max) | per push | handshakes seen |");
+    println!("| --- | ---: | ---: | --- |");
+    for (m, mode) in modes.iter().enumerate() {
+        let per_push = match mode.name {
+            "plain" => spread(&push[0]),
+            "tls-full-x25519" => spread(&push[1]),
+            _ => "–".into(),
+        };
+        let seen = if kinds[m].is_empty() {
+            "–".to_owned()
+        } else {
+            let list = kinds[m].iter().map(|(k, c)| format!("{k} ×{c}"));
+            list.collect::<Vec<_>>().join(", ")
+        };
+        println!("| {} | {} | {per_push} | {seen} |", mode.name, spread(&setup[m]));
+    }
+    let plain = median(&setup[0]);
+    println!(
+        "\ntls-full / plain: setup {:.1}× (client default group), {:.1}× (X25519); \
+         resumed / plain {:.1}× and {:.1}×; push tls / plain {:.1}×",
+        median(&setup[1]) / plain,
+        median(&setup[2]) / plain,
+        median(&setup[3]) / plain,
+        median(&setup[4]) / plain,
+        median(&push[1]) / median(&push[0]),
+    );
+    if !failures.is_empty() {
+        eprintln!("tls_cost: {} failures; the first ones:", failures.len());
+        for f in failures.iter().take(5) {
+            eprintln!("  {f}");
+        }
+    }
+    Ok(failures.is_empty())
+}
