@@ -155,10 +155,13 @@ fn spawn_gate(bin: &Path) -> Result<(Gate, CertificateDer<'static>), String> {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         dir,
     };
+    let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
+    stdout
         .read_line(&mut line)
         .map_err(|e| format!("reading the gate's stdout: {e}"))?;
+    // The gate prints more (`gate: tls: optional`); a closed pipe would make it panic.
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(drop));
     let addr = line
         .strip_prefix("gate: listening on ")
         .and_then(|rest| rest.split_whitespace().next())
