@@ -49,12 +49,12 @@
 
 use clap::Parser;
 use gatehouse::protocol::{
-    decode_message, decode_package, encode_data, encode_package, Message, MessageType,
-    PackageType, Route, HANDSHAKE_ACK_PACKAGE, MAX_BODY_LEN,
+    decode_message, decode_package, encode_data, encode_package, Message, MessageType, PackageType,
+    Route, HANDSHAKE_ACK_PACKAGE, MAX_BODY_LEN,
 };
 use rustls::client::Resumption;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -85,7 +85,7 @@ struct Cli {
     #[arg(long, default_value_t = 100)]
     push_clients: usize,
     /// Pushes each of them receives (the blast's rounds).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     pushes: u64,
     /// Push body padding in bytes (the blast's `size`).
     #[arg(long, default_value_t = 64)]
@@ -139,7 +139,14 @@ fn spawn_gate(bin: &Path) -> Result<(Gate, CertificateDer<'static>), String> {
         std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let mut child = Command::new(bin)
-        .args(["--addr", "127.0.0.1:0", "--threads", "1", "--heartbeat", "60"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--heartbeat",
+            "60",
+        ])
         .arg("--tls-cert")
         .arg(&cert_path)
         .arg("--tls-key")
@@ -177,7 +184,10 @@ fn thread_ns(pid: u32) -> BTreeMap<u32, u64> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
     };
-    for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
+    for tid in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
         let ns = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
             .ok()
             .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
@@ -220,103 +230,80 @@ impl CpuWatch {
 
 // === a blocking pomelo client, plain or TLS ====================================================
 
-/// Plain TCP or rustls over it.
-enum Link {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-}
-
-impl Read for Link {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Link::Plain(s) => s.read(buf),
-            Link::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Link {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Link::Plain(s) => s.write(buf),
-            Link::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Link::Plain(s) => s.flush(),
-            Link::Tls(s) => s.flush(),
-        }
-    }
+/// `map_err` helper: "what: error".
+fn ctx<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
+    move |e| format!("{what}: {e}")
 }
 
 struct Peer {
-    link: Link,
+    sock: TcpStream,
+    /// The TLS client, if any; the socket then carries its records.
+    tls: Option<ClientConnection>,
     buf: Vec<u8>,
-    /// "TLS 1.3 full secp384r1" and the like; `None` for plain.
-    tls: Option<String>,
 }
 
 impl Peer {
     /// Connects and, with a configuration, completes the TLS handshake.
-    fn connect(addr: SocketAddr, tls: Option<&Arc<ClientConfig>>) -> Result<Peer, String> {
-        let sock = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-        sock.set_nodelay(true).map_err(|e| e.to_string())?;
+    fn connect(addr: SocketAddr, config: Option<&Arc<ClientConfig>>) -> Result<Peer, String> {
+        let mut sock = TcpStream::connect(addr).map_err(ctx("connect"))?;
+        sock.set_nodelay(true).map_err(ctx("nodelay"))?;
         sock.set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let Some(config) = tls else {
-            return Ok(Peer {
-                link: Link::Plain(sock),
-                buf: Vec::new(),
-                tls: None,
-            });
+            .map_err(ctx("timeout"))?;
+        let tls = match config {
+            Some(config) => {
+                let name = ServerName::IpAddress(addr.ip().into());
+                let mut conn = ClientConnection::new(config.clone(), name).map_err(ctx("TLS"))?;
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut sock).map_err(ctx("TLS handshake"))?;
+                }
+                Some(conn)
+            }
+            None => None,
         };
-        let name = ServerName::IpAddress(addr.ip().into());
-        let conn = ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
-        let mut s = StreamOwned::new(conn, sock);
-        while s.conn.is_handshaking() {
-            s.conn
-                .complete_io(&mut s.sock)
-                .map_err(|e| format!("TLS handshake: {e}"))?;
-        }
-        let kind = match s.conn.handshake_kind() {
-            Some(HandshakeKind::Full) => "full",
-            Some(HandshakeKind::Resumed) => "resumed",
-            Some(HandshakeKind::FullWithHelloRetryRequest) => "full+HRR",
-            None => "?",
+        let buf = Vec::new();
+        Ok(Peer { sock, tls, buf })
+    }
+
+    /// "TLSv1_3 full secp384r1" and the like; `None` for plain.
+    fn handshake_label(&self) -> Option<String> {
+        let conn = self.tls.as_ref()?;
+        let kind = match conn.handshake_kind()? {
+            HandshakeKind::Full => "full",
+            HandshakeKind::Resumed => "resumed",
+            HandshakeKind::FullWithHelloRetryRequest => "full+HRR",
         };
-        let group = s.conn.negotiated_key_exchange_group();
-        let label = format!(
-            "{:?} {kind} {}",
-            s.conn.protocol_version().ok_or("no version")?,
-            group.map_or("-".to_owned(), |g| format!("{:?}", g.name()))
-        );
-        Ok(Peer {
-            link: Link::Tls(Box::new(s)),
-            buf: Vec::new(),
-            tls: Some(label),
-        })
+        let group = conn.negotiated_key_exchange_group();
+        let group = group.map_or("-".to_owned(), |g| format!("{:?}", g.name()));
+        Some(format!("{:?} {kind} {group}", conn.protocol_version()?))
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.link.write_all(bytes).map_err(|e| format!("write: {e}"))?;
-        self.link.flush().map_err(|e| format!("write: {e}"))
+        match &mut self.tls {
+            Some(conn) => rustls::Stream::new(conn, &mut self.sock).write_all(bytes),
+            None => self.sock.write_all(bytes),
+        }
+        .map_err(ctx("write"))
+    }
+
+    fn read(&mut self, chunk: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.tls {
+            Some(conn) => rustls::Stream::new(conn, &mut self.sock).read(chunk),
+            None => self.sock.read(chunk),
+        }
     }
 
     /// The next whole package: its type and body.
     fn next(&mut self) -> Result<(PackageType, Vec<u8>), String> {
         let mut chunk = [0u8; 16 * 1024];
         loop {
-            match decode_package(&self.buf, MAX_BODY_LEN) {
-                Ok(Some((p, used))) => {
-                    let out = (p.kind, p.body.to_vec());
-                    self.buf.drain(..used);
-                    return Ok(out);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("bad package from the server: {e}")),
+            if let Some((p, used)) =
+                decode_package(&self.buf, MAX_BODY_LEN).map_err(ctx("bad package"))?
+            {
+                let out = (p.kind, p.body.to_vec());
+                self.buf.drain(..used);
+                return Ok(out);
             }
-            match self.link.read(&mut chunk) {
+            match self.read(&mut chunk) {
                 Ok(0) => return Err("the server ended the stream".into()),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -335,10 +322,10 @@ impl Peer {
     /// HANDSHAKE, ACK, first HEARTBEAT, then (with a uid) the entry request that binds it.
     fn start(&mut self, uid: Option<&str>) -> Result<(), String> {
         let mut out = Vec::new();
-        encode_package(PackageType::Handshake, HELLO, &mut out).map_err(|e| e.to_string())?;
+        encode_package(PackageType::Handshake, HELLO, &mut out).map_err(ctx("encode"))?;
         self.send(&out)?;
         let reply: Value = serde_json::from_slice(&self.expect(PackageType::Handshake)?)
-            .map_err(|e| format!("handshake reply: {e}"))?;
+            .map_err(ctx("handshake reply"))?;
         if reply["code"] != 200 {
             return Err(format!("handshake refused: {reply}"));
         }
@@ -353,26 +340,28 @@ impl Peer {
         Ok(())
     }
 
+    /// Request id 1 on `route`; the response's JSON body.
     fn request(&mut self, route: &str, body: &Value) -> Result<Value, String> {
-        let body = body.to_string();
-        let mut out = Vec::new();
+        let (body, mut out) = (body.to_string(), Vec::new());
         let msg = Message::request(1, Route::Name(route), body.as_bytes());
-        encode_data(&msg, &mut out).map_err(|e| e.to_string())?;
+        encode_data(&msg, &mut out).map_err(ctx("encode"))?;
         self.send(&out)?;
-        loop {
-            let body = self.expect(PackageType::Data)?;
-            let msg = decode_message(&body).map_err(|e| format!("bad message: {e}"))?;
-            if msg.kind == MessageType::Response && msg.id == 1 {
-                return serde_json::from_slice(msg.body).map_err(|e| format!("response: {e}"));
-            }
+        let body = self.expect(PackageType::Data)?;
+        let msg = decode_message(&body).map_err(ctx("bad message"))?;
+        if (msg.kind, msg.id) != (MessageType::Response, 1) {
+            return Err(format!(
+                "expected response 1, got {:?} {}",
+                msg.kind, msg.id
+            ));
         }
+        serde_json::from_slice(msg.body).map_err(ctx("response"))
     }
 
     /// Reads `n` pushes (anything else is an error).
     fn pushes(&mut self, n: u64) -> Result<(), String> {
         for _ in 0..n {
             let body = self.expect(PackageType::Data)?;
-            let msg = decode_message(&body).map_err(|e| format!("bad message: {e}"))?;
+            let msg = decode_message(&body).map_err(ctx("bad message"))?;
             if msg.kind != MessageType::Push {
                 return Err(format!("expected a push, got a {:?}", msg.kind));
             }
@@ -380,20 +369,16 @@ impl Peer {
         Ok(())
     }
 
-    /// Closes (close_notify for TLS, then FIN) and waits until the server ended its side, so
-    /// the server's close work falls inside the measured slice.
+    /// Closes (TLS close_notify, then FIN) and waits until the server ended its side, so the
+    /// server's close work falls inside the measured slice.
     fn close(mut self) {
-        if let Link::Tls(s) = &mut self.link {
-            s.conn.send_close_notify();
-            let _ = s.conn.complete_io(&mut s.sock);
+        if let Some(conn) = &mut self.tls {
+            conn.send_close_notify();
+            let _ = conn.complete_io(&mut self.sock);
         }
-        let sock = match &self.link {
-            Link::Plain(s) => s,
-            Link::Tls(s) => &s.sock,
-        };
-        let _ = sock.shutdown(Shutdown::Write);
+        let _ = self.sock.shutdown(Shutdown::Write);
         let mut chunk = [0u8; 4096];
-        while matches!(self.link.read(&mut chunk), Ok(n) if n > 0) {}
+        while matches!(self.read(&mut chunk), Ok(n) if n > 0) {}
     }
 }
 
@@ -425,12 +410,11 @@ fn client_config(ca: &CertificateDer<'static>, x25519: bool, resume: bool) -> Ar
     Arc::new(config)
 }
 
-/// What one run measured, per mode: CPU ns and setups done; push CPU ns per push.
+/// One run of one setup mode: the gate's CPU, setups done, handshake kinds, errors.
 #[derive(Default)]
 struct Tally {
     ns: u64,
     ok: usize,
-    failed: usize,
     kinds: BTreeMap<String, usize>,
     errors: Vec<String>,
 }
@@ -441,14 +425,13 @@ fn slice(gate: &Gate, mode: &Mode, n: usize, threads: usize, tag: &str, tally: &
     let one = |uid: String| -> Result<Option<String>, String> {
         let mut peer = Peer::connect(gate.addr, tls)?;
         peer.start(Some(&uid))?;
-        let label = peer.tls.take();
+        let label = peer.handshake_label();
         peer.close();
         Ok(label)
     };
     if mode.resumed {
         // A fresh ticket in the client's cache, outside the measured slice.
         if let Err(e) = one(format!("{tag}-warm")) {
-            tally.failed += 1;
             tally.errors.push(format!("{}: warm-up: {e}", mode.name));
         }
     }
@@ -481,22 +464,25 @@ fn slice(gate: &Gate, mode: &Mode, n: usize, threads: usize, tag: &str, tally: &
                 tally.ok += 1;
                 if let Some(label) = label {
                     if mode.resumed && !label.contains("resumed") {
-                        tally.failed += 1;
-                        tally.errors.push(format!("{}: not resumed: {label}", mode.name));
+                        tally
+                            .errors
+                            .push(format!("{}: not resumed: {label}", mode.name));
                     }
                     *tally.kinds.entry(label).or_default() += 1;
                 }
             }
-            Err(e) => {
-                tally.failed += 1;
-                tally.errors.push(format!("{}: {e}", mode.name));
-            }
+            Err(e) => tally.errors.push(format!("{}: {e}", mode.name)),
         }
     }
 }
 
-/// One blast to `k` bound clients of one mode; server CPU per push delivered.
-fn push_phase(gate: &Gate, tls: Option<&Arc<ClientConfig>>, cli: &Cli, tag: &str) -> Result<f64, String> {
+/// One blast to `--push-clients` bound clients of one mode; server CPU ns per push delivered.
+fn push_phase(
+    gate: &Gate,
+    tls: Option<&Arc<ClientConfig>>,
+    cli: &Cli,
+    tag: &str,
+) -> Result<f64, String> {
     let mut peers = Vec::with_capacity(cli.push_clients);
     for i in 0..cli.push_clients {
         let mut peer = Peer::connect(gate.addr, tls)?;
@@ -505,22 +491,12 @@ fn push_phase(gate: &Gate, tls: Option<&Arc<ClientConfig>>, cli: &Cli, tag: &str
     }
     let mut control = Peer::connect(gate.addr, None)?;
     control.start(None)?;
-    let done = AtomicUsize::new(0);
     let readers = cli.concurrency.min(peers.len()).max(1);
     let chunk = peers.len().div_ceil(readers).max(1);
     let (ns, outcome) = std::thread::scope(|s| {
         let workers: Vec<_> = peers
             .chunks_mut(chunk)
-            .map(|group| {
-                let done = &done;
-                s.spawn(move || -> Result<(), String> {
-                    for peer in group {
-                        peer.pushes(cli.pushes)?;
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(())
-                })
-            })
+            .map(|group| s.spawn(|| group.iter_mut().try_for_each(|p| p.pushes(cli.pushes))))
             .collect();
         let mut watch = CpuWatch::start(gate.child.id());
         let blast = json!({"m": cli.pushes, "size": cli.size});
@@ -695,7 +671,11 @@ fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
             let list = kinds[m].iter().map(|(k, c)| format!("{k} ×{c}"));
             list.collect::<Vec<_>>().join(", ")
         };
-        println!("| {} | {} | {per_push} | {seen} |", mode.name, spread(&setup[m]));
+        println!(
+            "| {} | {} | {per_push} | {seen} |",
+            mode.name,
+            spread(&setup[m])
+        );
     }
     let plain = median(&setup[0]);
     println!(
