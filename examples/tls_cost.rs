@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo build --release --features tls --example gate --example tls_cost
-//! target/release/examples/tls_cost [--clients 300] [--rounds 10] [--runs 3] [--push-clients 100]
+//! target/release/examples/tls_cost   # --clients 300 --rounds 10 --runs 3 --concurrency 2
+//!                                     # --push-clients 100 --pushes 1000 --size 64 (the defaults)
 //! ```
 //!
 //! It makes a throw-away CA and a server certificate (ECDSA P-256, for `127.0.0.1`) with rcgen
@@ -32,9 +33,10 @@
 //! and bind, an unbound plain control connection asks for `connector.entryHandler.blast
 //! {"m": pushes, "size": size}` (its reply must count exactly those clients), and reader threads
 //! wait until every client got all its `onPush` messages. The clients then close, so the next
-//! mode's blast reaches only its own clients. The gate's blast thread pushes round after round
-//! without waiting, so the I/O thread usually finds several pushes queued for a session and
-//! writes them at once (one TLS record): this is the broadcast case, not one push at a time.
+//! mode's blast reaches only its own clients. The gate's blast thread pushes round after round,
+//! waiting only when a session's inbox is full, so the I/O thread may find several pushes
+//! queued for a session and write them at once (as few TLS records as fit): this is the
+//! broadcast case, not one push at a time (BENCHMARKS.md §7 has that one, in process).
 //!
 //! **Server CPU** is the sum over the gate's threads of the on-CPU nanoseconds in
 //! `/proc/PID/task/TID/schedstat` (user and kernel, so the socket work counts), sampled before
