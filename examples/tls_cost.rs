@@ -86,9 +86,12 @@ struct Cli {
     /// Bound clients per push mode.
     #[arg(long, default_value_t = 100)]
     push_clients: usize,
-    /// Pushes each of them receives (the blast's rounds).
+    /// Pushes each of them receives per run, in `--blasts` blasts.
     #[arg(long, default_value_t = 1000)]
     pushes: u64,
+    /// Blasts per push mode and run, alternating between the modes.
+    #[arg(long, default_value_t = 5)]
+    blasts: u64,
     /// Push body padding in bytes (the blast's `size`).
     #[arg(long, default_value_t = 64)]
     size: u64,
@@ -134,7 +137,9 @@ fn spawn_gate(bin: &Path) -> Result<(Gate, CertificateDer<'static>), String> {
     let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).map_err(err)?;
     let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
 
-    let dir = std::env::temp_dir().join(format!("tls_cost-{}", std::process::id()));
+    static GATES: AtomicUsize = AtomicUsize::new(0);
+    let n = GATES.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tls_cost-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     for (path, pem) in [(&cert_path, cert.pem()), (&key_path, key.serialize_pem())] {
@@ -478,78 +483,108 @@ fn slice(gate: &Gate, mode: &Mode, n: usize, threads: usize, tag: &str, tally: &
     }
 }
 
-/// One blast to `--push-clients` bound clients of one mode; server CPU ns per push delivered.
-fn push_phase(
-    gate: &Gate,
-    tls: Option<&Arc<ClientConfig>>,
-    cli: &Cli,
-    tag: &str,
-) -> Result<f64, String> {
-    let mut peers = Vec::with_capacity(cli.push_clients);
-    for i in 0..cli.push_clients {
-        let mut peer = Peer::connect(gate.addr, tls)?;
-        peer.start(Some(&format!("{tag}-{i}")))?;
-        peers.push(peer);
-    }
-    let mut control = Peer::connect(gate.addr, None)?;
-    control.start(None)?;
-    let readers = cli.concurrency.min(peers.len()).max(1);
-    let chunk = peers.len().div_ceil(readers).max(1);
-    let (ns, outcome) = std::thread::scope(|s| {
-        let workers: Vec<_> = peers
-            .chunks_mut(chunk)
-            .map(|group| s.spawn(|| group.iter_mut().try_for_each(|p| p.pushes(cli.pushes))))
-            .collect();
-        let mut watch = CpuWatch::start(gate.child.id());
-        let blast = json!({"m": cli.pushes, "size": cli.size});
-        let reply = control.request("connector.entryHandler.blast", &blast);
-        while !workers.iter().all(|w| w.is_finished()) {
-            watch.poke();
-            std::thread::sleep(Duration::from_millis(1));
+/// The bound clients of one push mode on their own gate, and an unbound plain control
+/// connection that asks for the blasts.
+struct PushSet<'g> {
+    gate: &'g Gate,
+    peers: Vec<Peer>,
+    control: Peer,
+}
+
+impl<'g> PushSet<'g> {
+    fn open(gate: &'g Gate, tls: Option<&Arc<ClientConfig>>, k: usize) -> Result<Self, String> {
+        let mut peers = Vec::with_capacity(k);
+        for i in 0..k {
+            let mut peer = Peer::connect(gate.addr, tls)?;
+            peer.start(Some(&format!("p{i}")))?;
+            peers.push(peer);
         }
-        let ns = watch.ns();
-        let mut outcome = reply.and_then(|r| match r["uids"].as_u64() {
-            Some(u) if u == cli.push_clients as u64 => Ok(()),
-            _ => Err(format!("blast reached other sessions than ours: {r}")),
+        let mut control = Peer::connect(gate.addr, None)?;
+        control.start(None)?;
+        Ok(PushSet {
+            gate,
+            peers,
+            control,
+        })
+    }
+
+    /// One blast of `rounds` pushes to every client; the gate's CPU ns from the request to the
+    /// last push read.
+    fn blast(&mut self, rounds: u64, size: u64, readers: usize) -> Result<u64, String> {
+        let (k, pid) = (self.peers.len(), self.gate.child.id());
+        let chunk = k.div_ceil(readers.clamp(1, k));
+        let control = &mut self.control;
+        let (ns, outcome) = std::thread::scope(|s| {
+            let workers: Vec<_> = (self.peers.chunks_mut(chunk))
+                .map(|group| s.spawn(|| group.iter_mut().try_for_each(|p| p.pushes(rounds))))
+                .collect();
+            let mut watch = CpuWatch::start(pid);
+            let blast = json!({"m": rounds, "size": size});
+            let reply = control.request("connector.entryHandler.blast", &blast);
+            while !workers.iter().all(|w| w.is_finished()) {
+                watch.poke();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let ns = watch.ns();
+            let mut outcome = reply.and_then(|r| match r["uids"].as_u64() {
+                Some(u) if u == k as u64 => Ok(()),
+                _ => Err(format!(
+                    "the blast did not reach exactly our {k} clients: {r}"
+                )),
+            });
+            for w in workers {
+                outcome = outcome.and(w.join().expect("reader thread"));
+            }
+            (ns, outcome)
         });
-        for w in workers {
-            let r = w.join().expect("reader thread");
-            outcome = outcome.and(r);
-        }
-        (ns, outcome)
-    });
-    outcome?;
-    for peer in peers {
-        peer.close();
+        outcome.map(|()| ns)
     }
-    control.close();
-    Ok(ns as f64 / (cli.push_clients as f64 * cli.pushes as f64))
+
+    fn close(self) {
+        self.peers.into_iter().for_each(Peer::close);
+        self.control.close();
+    }
+}
+
+/// Server CPU ns per push delivered, plain (gate `a`) and TLS (gate `b`), their blasts
+/// alternating.
+fn push_run(cli: &Cli, a: &Gate, b: &Gate, tls: &Arc<ClientConfig>) -> Result<[f64; 2], String> {
+    let mut sets = [
+        PushSet::open(a, None, cli.push_clients)?,
+        PushSet::open(b, Some(tls), cli.push_clients)?,
+    ];
+    let mut ns = [0u64; 2];
+    let rounds = cli.pushes / cli.blasts;
+    for i in 0..cli.blasts as usize {
+        for j in 0..2 {
+            let m = (i + j) % 2;
+            ns[m] += sets[m].blast(rounds, cli.size, cli.concurrency)?;
+        }
+    }
+    sets.into_iter().for_each(PushSet::close);
+    let pushes = (cli.push_clients as u64 * rounds * cli.blasts) as f64;
+    Ok(ns.map(|ns| ns as f64 / pushes))
 }
 
 // === report ====================================================================================
 
-/// "median (min–max)" of per-run figures in ns.
-fn spread(values: &[f64]) -> String {
-    if values.is_empty() {
-        return "–".into();
-    }
+/// "median (min–max)" of per-run figures.
+fn spread(values: &[f64], show: impl Fn(f64) -> String) -> String {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let show = |ns: f64| {
-        if ns >= 1000.0 {
-            format!("{:.1} µs", ns / 1000.0)
-        } else {
-            format!("{ns:.0} ns")
-        }
-    };
-    let med = v[v.len() / 2];
-    format!("{} ({}–{})", show(med), show(v[0]), show(v[v.len() - 1]))
+    match (v.first(), v.get(v.len() / 2), v.last()) {
+        (Some(&lo), Some(&mid), Some(&hi)) => format!("{} ({}–{})", show(mid), show(lo), show(hi)),
+        _ => "–".into(),
+    }
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+/// Nanoseconds as "612.3 µs" or "386 ns".
+fn time(ns: f64) -> String {
+    if ns >= 1000.0 {
+        format!("{:.1} µs", ns / 1000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
 }
 
 fn main() {
@@ -558,8 +593,8 @@ fn main() {
         eprintln!("tls_cost: need 1 <= --rounds <= --clients and --runs >= 1");
         std::process::exit(2);
     }
-    if cli.concurrency == 0 || cli.push_clients == 0 || cli.pushes == 0 {
-        eprintln!("tls_cost: --concurrency, --push-clients and --pushes must be at least 1");
+    if cli.concurrency == 0 || cli.push_clients == 0 || cli.blasts == 0 || cli.pushes < cli.blasts {
+        eprintln!("tls_cost: need --concurrency, --push-clients >= 1, 1 <= --blasts <= --pushes");
         std::process::exit(2);
     }
     let bin = cli.gate_bin.clone().unwrap_or_else(|| {
@@ -587,6 +622,8 @@ fn main() {
 /// Everything; `Ok(false)` when some connection failed.
 fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
     let (gate, ca) = spawn_gate(bin)?;
+    // The TLS push clients have a gate of their own: a blast reaches every bound session.
+    let (push_gate, push_ca) = spawn_gate(bin)?;
     let mode = |name, tls: Option<(bool, bool)>| Mode {
         name,
         resumed: tls.is_some_and(|(_, resume)| resume),
@@ -599,7 +636,7 @@ fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
         mode("tls-resumed", Some((false, true))),
         mode("tls-resumed-x25519", Some((true, true))),
     ];
-    let push_tls = client_config(&ca, true, false);
+    let push_tls = client_config(&push_ca, true, false);
     println!(
         "tls_cost: gate pid {} on {}, 1 I/O thread; {} setups per mode and run in {} rounds, \
          {} client threads; push: {} clients × {} pushes of {} B; {} runs",
@@ -613,8 +650,10 @@ fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
         cli.size,
         cli.runs
     );
+    // Per mode, one figure per run (NaN if none); the ratios to plain of the same run.
     let mut setup: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut push: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut ratio: Vec<Vec<f64>> = vec![Vec::new(); modes.len() + 1];
     let mut kinds: Vec<BTreeMap<String, usize>> = vec![BTreeMap::new(); modes.len()];
     let mut failures = Vec::new();
     for run in 0..cli.runs {
@@ -627,23 +666,27 @@ fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
                 slice(&gate, &modes[m], n, cli.concurrency, &tag, &mut tallies[m]);
             }
         }
+        let plain = tallies[0].ns as f64 / tallies[0].ok as f64;
         for (m, t) in tallies.into_iter().enumerate() {
-            if t.ok > 0 {
-                setup[m].push(t.ns as f64 / t.ok as f64);
-            }
+            let per_setup = if t.ok > 0 {
+                t.ns as f64 / t.ok as f64
+            } else {
+                f64::NAN
+            };
+            setup[m].push(per_setup);
+            ratio[m].push(per_setup / plain);
             for (k, c) in t.kinds {
                 *kinds[m].entry(k).or_default() += c;
             }
             failures.extend(t.errors);
         }
-        // Push modes alternate which goes first.
-        for j in 0..2 {
-            let p = (run + j) % 2;
-            let tls = (p == 1).then_some(&push_tls);
-            match push_phase(&gate, tls, cli, &format!("push{p}-r{run}")) {
-                Ok(ns) => push[p].push(ns),
-                Err(e) => failures.push(format!("push {}: {e}", ["plain", "tls"][p])),
+        match push_run(cli, &gate, &push_gate, &push_tls) {
+            Ok([plain, tls]) => {
+                push[0].push(plain);
+                push[1].push(tls);
+                ratio[modes.len()].push(tls / plain);
             }
+            Err(e) => failures.push(format!("push: {e}")),
         }
         println!(
             "run {}: setup {} | push plain {:.0} ns, tls {:.0} ns",
@@ -663,8 +706,8 @@ fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
     println!("| --- | ---: | ---: | --- |");
     for (m, mode) in modes.iter().enumerate() {
         let per_push = match mode.name {
-            "plain" => spread(&push[0]),
-            "tls-full-x25519" => spread(&push[1]),
+            "plain" => spread(&push[0], time),
+            "tls-full-x25519" => spread(&push[1], time),
             _ => "–".into(),
         };
         let seen = if kinds[m].is_empty() {
@@ -676,18 +719,17 @@ fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
         println!(
             "| {} | {} | {per_push} | {seen} |",
             mode.name,
-            spread(&setup[m])
+            spread(&setup[m], time)
         );
     }
-    let plain = median(&setup[0]);
+    let times = |v: &[f64]| spread(v, |r| format!("{r:.1}×"));
+    let setups: Vec<String> = (modes.iter().zip(&ratio).skip(1))
+        .map(|(mode, r)| format!("{} {}", mode.name, times(r)))
+        .collect();
     println!(
-        "\ntls-full / plain: setup {:.1}× (client default group), {:.1}× (X25519); \
-         resumed / plain {:.1}× and {:.1}×; push tls / plain {:.1}×",
-        median(&setup[1]) / plain,
-        median(&setup[2]) / plain,
-        median(&setup[3]) / plain,
-        median(&setup[4]) / plain,
-        median(&push[1]) / median(&push[0]),
+        "\nover plain, within each run (median, min–max): setup {}; push tls / plain {}",
+        setups.join(", "),
+        times(&ratio[modes.len()])
     );
     if !failures.is_empty() {
         eprintln!("tls_cost: {} failures; the first ones:", failures.len());
