@@ -80,7 +80,7 @@ struct Cli {
     /// Runs; the table shows their median and range.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Client threads sharing a slice of setups.
+    /// Client threads sharing a slice of setups (at most 8: see `slice`).
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
     /// Bound clients per push mode.
@@ -436,9 +436,11 @@ fn slice(gate: &Gate, mode: &Mode, n: usize, threads: usize, tag: &str, tally: &
         peer.close();
         Ok(label)
     };
-    if mode.resumed {
-        // A fresh ticket in the client's cache, outside the measured slice.
-        if let Err(e) = one(format!("{tag}-warm")) {
+    // Fresh tickets in the client's cache, outside the measured slice: the server sends two
+    // per connection, each is used once, so `threads` warm-ups cover the first concurrent
+    // setups (rustls keeps at most 8 tickets per server, hence --concurrency <= 8).
+    for w in 0..if mode.resumed { threads } else { 0 } {
+        if let Err(e) = one(format!("{tag}-warm{w}")) {
             tally.errors.push(format!("{}: warm-up: {e}", mode.name));
         }
     }
@@ -593,8 +595,12 @@ fn main() {
         eprintln!("tls_cost: need 1 <= --rounds <= --clients and --runs >= 1");
         std::process::exit(2);
     }
-    if cli.concurrency == 0 || cli.push_clients == 0 || cli.blasts == 0 || cli.pushes < cli.blasts {
-        eprintln!("tls_cost: need --concurrency, --push-clients >= 1, 1 <= --blasts <= --pushes");
+    if !(1..=8).contains(&cli.concurrency)
+        || cli.push_clients == 0
+        || cli.blasts == 0
+        || cli.pushes < cli.blasts
+    {
+        eprintln!("tls_cost: need 1 <= --concurrency <= 8, --push-clients >= 1, 1 <= --blasts <= --pushes");
         std::process::exit(2);
     }
     let bin = cli.gate_bin.clone().unwrap_or_else(|| {
