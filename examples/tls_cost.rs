@@ -5,13 +5,13 @@
 //! ```sh
 //! cargo build --release --features tls --example gate --example tls_cost
 //! target/release/examples/tls_cost   # --clients 300 --rounds 10 --runs 3 --concurrency 2
-//!                                     # --push-clients 100 --pushes 1000 --size 64 (the defaults)
+//!                                     # --push-clients 100 --pushes 1000 --blasts 5 --size 64
 //! ```
 //!
-//! It makes a throw-away CA and a server certificate (ECDSA P-256, for `127.0.0.1`) with rcgen
-//! in a temporary directory, spawns the gate (`--gate-bin`, default: `gate` next to this
-//! executable) with `--threads 1 --heartbeat 60` and that certificate, so one port serves plain
-//! and TLS clients, and kills it by its pid at the end, on errors too.
+//! It spawns two gates (`--gate-bin`, default: `gate` next to this executable; it is not built
+//! here) with `--threads 1 --heartbeat 60` and a throw-away CA and server certificate (ECDSA
+//! P-256, for `127.0.0.1`, made with rcgen in a temporary directory), so one port serves plain
+//! and TLS clients, and kills them by their pid at the end, on errors too (a guard's `Drop`).
 //!
 //! **Setup.** A run is `--rounds` rounds; each round gives every mode its share of `--clients`
 //! setups, the modes in an order that rotates from round to round, so that noise from the rest
@@ -24,16 +24,18 @@
 //!   key share is secp384r1 (the group *ring* lists first);
 //! * `tls-full-x25519`: the same, the client limited to X25519 (what browsers and Node send);
 //! * `tls-resumed`, `tls-resumed-x25519`: one client configuration (and session cache) per mode,
-//!   one warm-up setup before each slice (not measured); every measured handshake must be a
-//!   resumption (`handshake_kind()`), else the run fails.
+//!   `--concurrency` warm-up setups before each slice (not measured: tickets are single-use,
+//!   two per connection); every measured handshake must be a resumption (`handshake_kind()`),
+//!   else the run fails.
 //!
 //! Clients connect by IP (no SNI) and trust only the test CA.
 //!
-//! **Push.** Per run and per mode (plain, TLS 1.3 with X25519): `--push-clients` clients set up
-//! and bind, an unbound plain control connection asks for `connector.entryHandler.blast
-//! {"m": pushes, "size": size}` (its reply must count exactly those clients), and reader threads
-//! wait until every client got all its `onPush` messages. The clients then close, so the next
-//! mode's blast reaches only its own clients. The gate's blast thread pushes round after round,
+//! **Push.** Per run and per mode (plain on the first gate, TLS 1.3 with X25519 on the second:
+//! a blast reaches every bound session of its gate), `--push-clients` clients set up and bind;
+//! then `--blasts` times, the modes alternating, an unbound plain control connection asks for
+//! `connector.entryHandler.blast {"m": pushes/blasts, "size": size}` (its reply must count
+//! exactly those clients) and `--concurrency` reader threads wait until every client got all
+//! its `onPush` messages. The gate's blast thread pushes round after round,
 //! waiting only when a session's inbox is full, so the I/O thread may find several pushes
 //! queued for a session and write them at once (as few TLS records as fit): this is the
 //! broadcast case, not one push at a time (BENCHMARKS.md §7 has that one, in process).
@@ -42,12 +44,13 @@
 //! `/proc/PID/task/TID/schedstat` (user and kernel, so the socket work counts), sampled before
 //! and after a slice; during a blast every millisecond too, so the short-lived blast thread is
 //! counted up to its last sample. Per setup = the mode's CPU over all its slices / its setups;
-//! per push = CPU from the blast request to the last push / (clients × pushes). Not measured:
+//! per push = CPU from the blast requests to their last push / pushes delivered. Not measured:
 //! the clients' CPU (the same 2 cores, so it competes with the gate but is not counted), a real
 //! network (loopback only), more than one I/O thread, TLS 1.2, WSS.
 //!
-//! Output: a table (median of the runs, min–max) and the `tls-full / plain` ratios. Exit status
-//! 1 if any connection failed or a resumption did not happen, 2 for bad arguments.
+//! Output: one line per run, a table (median of the runs, min–max) and each mode's ratio to
+//! plain within each run (median, min–max). Exit status 1 if any connection failed or a
+//! resumption did not happen (or the gate binary is missing), 2 for bad arguments.
 
 use clap::Parser;
 use gatehouse::protocol::{
