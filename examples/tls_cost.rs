@@ -149,14 +149,7 @@ fn spawn_gate(bin: &Path) -> Result<(Gate, CertificateDer<'static>), String> {
         std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let mut child = Command::new(bin)
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--heartbeat",
-            "60",
-        ])
+        .args("--addr 127.0.0.1:0 --threads 1 --heartbeat 60".split(' '))
         .arg("--tls-cert")
         .arg(&cert_path)
         .arg("--tls-key")
@@ -603,7 +596,10 @@ fn main() {
         || cli.blasts == 0
         || cli.pushes < cli.blasts
     {
-        eprintln!("tls_cost: need 1 <= --concurrency <= 8, --push-clients >= 1, 1 <= --blasts <= --pushes");
+        eprintln!(
+            "tls_cost: need 1 <= --concurrency <= 8, --push-clients >= 1, \
+             1 <= --blasts <= --pushes"
+        );
         std::process::exit(2);
     }
     let bin = cli.gate_bin.clone().unwrap_or_else(|| {
@@ -648,7 +644,7 @@ fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
     let push_tls = client_config(&push_ca, true, false);
     println!(
         "tls_cost: gate pid {} on {}, 1 I/O thread; {} setups per mode and run in {} rounds, \
-         {} client threads; push: {} clients × {} pushes of {} B; {} runs",
+         {} client threads; push: {} clients × {} pushes of {} B in {} blasts; {} runs",
         gate.child.id(),
         gate.addr,
         cli.clients,
@@ -657,6 +653,7 @@ fn run(cli: &Cli, bin: &Path) -> Result<bool, String> {
         cli.push_clients,
         cli.pushes,
         cli.size,
+        cli.blasts,
         cli.runs
     );
     // Per mode, one figure per run (NaN if none); the ratios to plain of the same run.
