@@ -440,30 +440,20 @@ fn slice(gate: &Gate, mode: &Mode, n: usize, threads: usize, tag: &str, tally: &
             tally.errors.push(format!("{}: warm-up: {e}", mode.name));
         }
     }
-    let next = AtomicUsize::new(0);
-    let watch = CpuWatch::start(gate.child.id());
-    let results: Vec<Vec<Result<Option<String>, String>>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            return out;
-                        }
-                        out.push(one(format!("{tag}-{i}")));
-                    }
-                })
-            })
-            .collect();
-        workers
+    let (one, watch) = (&one, CpuWatch::start(gate.child.id()));
+    let results: Vec<Result<Option<String>, String>> = std::thread::scope(|s| {
+        let work = move |t: usize| -> Vec<_> {
+            let setups = (t..n).step_by(threads);
+            setups.map(|i| one(format!("{tag}-{i}"))).collect()
+        };
+        let workers: Vec<_> = (0..threads).map(|t| s.spawn(move || work(t))).collect();
+        let results = workers
             .into_iter()
-            .map(|w| w.join().expect("client thread"))
-            .collect()
+            .map(|w| w.join().expect("client thread"));
+        results.flatten().collect()
     });
     tally.ns += watch.ns();
-    for result in results.into_iter().flatten() {
+    for result in results {
         match result {
             Ok(label) => {
                 tally.ok += 1;
