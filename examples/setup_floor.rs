@@ -285,7 +285,10 @@ fn uid_value(msg: &[u8]) -> Option<&[u8]> {
     const KEY: &[u8] = br#""uid":""#;
     let start = msg.windows(KEY.len()).position(|w| w == KEY)? + KEY.len() - 1;
     let rest = &msg[start + 1..];
-    let end = rest.iter().take(MAX_UID).position(|&b| b == b'"' || b == b'\\')?;
+    let end = rest
+        .iter()
+        .take(MAX_UID)
+        .position(|&b| b == b'"' || b == b'\\')?;
     (rest[end] == b'"').then(|| &msg[start..start + 1 + end + 1])
 }
 
