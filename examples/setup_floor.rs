@@ -416,3 +416,71 @@ fn accept_all(listener: &TcpListener, poll: &Poll, conns: &mut Slab<Conn>, nodel
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DATA package holding a request: flag 0, the id (base 128), the route, the body.
+    fn request(id: &[u8], route: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut msg = vec![0u8];
+        msg.extend_from_slice(id);
+        msg.push(route.len() as u8);
+        msg.extend_from_slice(route);
+        msg.extend_from_slice(body);
+        msg
+    }
+
+    #[test]
+    fn responds_with_the_request_id_and_uid() {
+        let mut out = [0u8; MAX_REPLY];
+        // Id 300 is 0xac 0x02 on the wire (as in src/protocol/message.rs's example).
+        let msg = request(
+            &[0xac, 0x02],
+            b"connector.entryHandler.entry",
+            br#"{"uid":"u42"}"#,
+        );
+        let n = respond(&msg, &mut out).ok().expect("a request is answered");
+        let body = br#"{"code":200,"uid":"u42"}"#;
+        assert_eq!(&out[..4], &[DATA, 0, 0, (3 + body.len()) as u8]);
+        assert_eq!(
+            &out[4..7],
+            &[0x04, 0xac, 0x02],
+            "RESPONSE flag, then the id as sent"
+        );
+        assert_eq!(&out[7..n], body);
+
+        // No uid (the loadgen's stats request): the bare code.
+        let msg = request(&[5], b"connector.entryHandler.stats", b"{}");
+        let n = respond(&msg, &mut out).ok().expect("a request is answered");
+        assert_eq!(&out[4..n], b"\x04\x05{\"code\":200}");
+
+        // A notification gets nothing; an id longer than 5 bytes is refused.
+        assert_eq!(
+            respond(&[1 << 1, 3, b'a', b'b', b'c'], &mut out).ok(),
+            Some(0)
+        );
+        assert!(respond(&[0, 0x80, 0x80, 0x80, 0x80, 0x80, 0], &mut out).is_err());
+        assert!(respond(&[], &mut out).is_err());
+    }
+
+    #[test]
+    fn uid_is_copied_only_when_short_and_unescaped() {
+        assert_eq!(uid_value(br#"{"uid":"u1"}"#), Some(&br#""u1""#[..]));
+        assert_eq!(uid_value(br#"{"uid":"a\"b"}"#), None);
+        assert_eq!(uid_value(br#"{"uid":7}"#), None);
+        let long = format!(r#"{{"uid":"{}"}}"#, "x".repeat(MAX_UID + 1));
+        assert_eq!(uid_value(long.as_bytes()), None);
+        // Unterminated: nothing, no panic.
+        assert_eq!(uid_value(br#"{"uid":"abc"#), None);
+    }
+
+    #[test]
+    fn handshake_reply_is_one_package() {
+        let reply = handshake_reply(30);
+        let body = br#"{"code":200,"sys":{"heartbeat":30}}"#;
+        assert_eq!(&reply[..4], &[HANDSHAKE, 0, 0, body.len() as u8]);
+        assert_eq!(&reply[4..], body);
+        assert_eq!(&handshake_reply(0)[4..], br#"{"code":200,"sys":{}}"#);
+    }
+}
