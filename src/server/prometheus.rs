@@ -389,7 +389,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A minimal HTTP/1.1 endpoint answering `GET /metrics` from a [`MetricsExporter`]; every
 /// other path is 404, every other method 405. One std thread, one connection at a time, a
-/// bounded request read ([`MAX_REQUEST`] bytes) and 1 s socket timeouts, so a stuck client
+/// bounded request read (8 KiB) and 1 s socket timeouts, so a stuck client
 /// delays the next scrape by a second at most. Dropping it stops the thread.
 ///
 /// **Admin use only**: bind it to loopback or a private network, never a public address (no
