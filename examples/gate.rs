@@ -229,16 +229,15 @@ fn metrics_endpoint(server: &Server, cli: &Cli) -> Option<gatehouse::server::Met
     Some(endpoint)
 }
 
-/// Without the `prometheus` feature: `--metrics` is refused.
+/// Without the `prometheus` feature: `--metrics` is refused (before the server starts).
 #[cfg(not(feature = "prometheus"))]
-fn metrics_endpoint(_server: &Server, cli: &Cli) -> Option<()> {
+fn refuse_metrics(cli: &Cli) {
     if cli.metrics.is_some() {
         eprintln!(
             "gate: built without the prometheus feature: cargo run --features prometheus --example gate -- …"
         );
         std::process::exit(2);
     }
-    None
 }
 
 /// Applies the TLS flags to the builder.
@@ -285,6 +284,8 @@ const DICT_ROUTES: [&str; 6] = [
 fn main() {
     let cli = Cli::parse();
     simple_logger();
+    #[cfg(not(feature = "prometheus"))]
+    refuse_metrics(&cli);
     let mut builder = Server::builder().addr(cli.addr);
     if let Some(threads) = cli.threads {
         builder = builder.io_threads(threads);
@@ -324,6 +325,7 @@ fn main() {
             if cli.tls_only { "only" } else { "optional" }
         );
     }
+    #[cfg(feature = "prometheus")]
     let _metrics = metrics_endpoint(&server, &cli);
     let until = cli
         .seconds
