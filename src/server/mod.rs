@@ -58,7 +58,7 @@
 //! the feature `prometheus`, `Server::metrics_exporter` renders the same figures (plus each
 //! inbox's depth) in the Prometheus / OpenMetrics text formats at scrape time, and
 //! `MetricsEndpoint` serves them on an admin address; the I/O threads do no extra work for
-//! either (`src/server/prometheus.rs` explains the choice of `prometheus-client`).
+//! either (`src/server/prometheus/` explains the choice of `prometheus-client`).
 //!
 //! [`ConnCore`]: conn::ConnCore
 
