@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The longest request head read; a longer one is answered 431 and closed.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -16,8 +16,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A minimal HTTP/1.1 endpoint answering `GET /metrics` from a [`MetricsExporter`]; every
 /// other path is 404, every other method 405. One std thread, one connection at a time, a
-/// bounded request read (8 KiB) and 1 s socket timeouts, so a stuck client
-/// delays the next scrape by a second at most. Dropping it stops the thread.
+/// bounded request read (8 KiB, within 1 s) and a 1 s write timeout, so a stuck or slow
+/// client delays the next scrape by about a second. Dropping it stops the thread.
 ///
 /// **Admin use only**: bind it to loopback or a private network, never a public address (no
 /// authentication, no TLS).
@@ -93,11 +93,18 @@ impl Drop for MetricsEndpoint {
 
 /// Answers one request on `stream`, then closes it.
 fn serve(mut stream: TcpStream, exporter: &MetricsExporter) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    // One deadline for the whole request head, so a client trickling bytes cannot hold the
+    // thread longer than a client sending nothing.
+    let deadline = Instant::now() + IO_TIMEOUT;
     let mut head = [0u8; MAX_REQUEST];
     let mut len = 0;
     let end = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         if let Some(end) = head[..len].windows(4).position(|w| w == b"\r\n\r\n") {
             break end;
         }
