@@ -241,6 +241,11 @@ fn endpoint_serves_metrics_only() {
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply:?}");
     assert_eq!(http_get(addr, "/metrics", "*/*").0, "HTTP/1.1 200 OK");
 
+    // A client that connects and sends nothing is dropped after the 1 s request deadline;
+    // the next scrape is answered after it.
+    let _silent = TcpStream::connect(addr).unwrap();
+    assert_eq!(http_get(addr, "/metrics", "*/*").0, "HTTP/1.1 200 OK");
+
     drop(endpoint);
     assert!(
         TcpStream::connect(addr).is_err(),
