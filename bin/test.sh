@@ -59,7 +59,7 @@ fi
 
 step "doctests"
 cargo test --doc --locked
-cargo test --doc --locked --features tls
+cargo test --doc --locked --features tls,prometheus
 cargo test --doc -p gatehouse-cluster --locked
 
 # node and tests/interop/node_modules serve two stages: tests/protobuf_diff.rs (in nextest: our
@@ -82,10 +82,21 @@ else
     nextest_filter=(-E 'not binary(protobuf_diff)')
 fi
 
+# tests/prometheus.rs (feature `prometheus`) runs Prometheus's own `promtool check metrics`
+# and a real `prometheus` server on loopback: Debian's `prometheus` package has both.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    echo "installing prometheus (promtool and the server, for tests/prometheus.rs)"
+    apt_install prometheus || true
+    command -v promtool >/dev/null && command -v prometheus >/dev/null ||
+        die "tests/prometheus.rs needs promtool and prometheus, and installing Debian's" \
+            "prometheus package with apt-get failed: install it (or both binaries) on PATH"
+fi
+
 step "unit and integration tests (nextest)"
 # With the `tls` feature: tests/tls.rs (required-features) and the tls_front corpus replay run,
-# and every other test runs over the TLS-enabled build (plain connections unchanged).
-cargo nextest run --all-targets --features tls --locked --no-fail-fast --no-tests=fail "${nextest_filter[@]}"
+# and every other test runs over the TLS-enabled build (plain connections unchanged). With
+# `prometheus`: tests/prometheus.rs and the gate's --metrics flag.
+cargo nextest run --all-targets --features tls,prometheus --locked --no-fail-fast --no-tests=fail "${nextest_filter[@]}"
 
 # The cluster layer (cluster/, package gatehouse-cluster) runs against real redis-server
 # processes the tests start themselves (unix sockets / free loopback ports, never 6379).

@@ -18,6 +18,10 @@
 //! serve TLS-TCP and WSS on the same port next to plain TCP and WebSocket; `--tls-only` (needs
 //! them) refuses plain clients. Without the feature these flags are refused with a message
 //! saying how to build with it.
+//! Metrics (the build needs `--features prometheus`): `--metrics IP:PORT` serves the
+//! connector's counters at `http://IP:PORT/metrics` in the Prometheus / OpenMetrics text
+//! formats (off by default; an admin address: keep it on loopback or a private network).
+//! Without the feature the flag is refused with a message saying how to build with it.
 //! Once listening it prints `gate: listening on ADDR (pid N)`; with TLS, a second line
 //! `gate: tls: optional` or `gate: tls: only`.
 //!
@@ -206,6 +210,34 @@ struct Cli {
     /// Refuse plain (non-TLS) clients.
     #[arg(long, requires = "tls_cert")]
     tls_only: bool,
+    /// Serve Prometheus metrics at http://IP:PORT/metrics (needs a build with `--features
+    /// prometheus`). An admin address: never expose it publicly [default: off].
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<SocketAddr>,
+}
+
+/// Starts the `--metrics` endpoint, if asked for; kept alive by the caller.
+#[cfg(feature = "prometheus")]
+fn metrics_endpoint(server: &Server, cli: &Cli) -> Option<gatehouse::server::MetricsEndpoint> {
+    let addr = cli.metrics?;
+    let endpoint = gatehouse::server::MetricsEndpoint::start(addr, server.metrics_exporter())
+        .unwrap_or_else(|err| {
+            eprintln!("gate: cannot serve metrics on {addr}: {err}");
+            std::process::exit(1);
+        });
+    println!("gate: metrics on http://{}/metrics", endpoint.local_addr());
+    Some(endpoint)
+}
+
+/// Without the `prometheus` feature: `--metrics` is refused (before the server starts).
+#[cfg(not(feature = "prometheus"))]
+fn refuse_metrics(cli: &Cli) {
+    if cli.metrics.is_some() {
+        eprintln!(
+            "gate: built without the prometheus feature: cargo run --features prometheus --example gate -- …"
+        );
+        std::process::exit(2);
+    }
 }
 
 /// Applies the TLS flags to the builder.
@@ -252,6 +284,8 @@ const DICT_ROUTES: [&str; 6] = [
 fn main() {
     let cli = Cli::parse();
     simple_logger();
+    #[cfg(not(feature = "prometheus"))]
+    refuse_metrics(&cli);
     let mut builder = Server::builder().addr(cli.addr);
     if let Some(threads) = cli.threads {
         builder = builder.io_threads(threads);
@@ -291,6 +325,8 @@ fn main() {
             if cli.tls_only { "only" } else { "optional" }
         );
     }
+    #[cfg(feature = "prometheus")]
+    let _metrics = metrics_endpoint(&server, &cli);
     let until = cli
         .seconds
         .and_then(|s| Instant::now().checked_add(Duration::from_secs(s)));
@@ -356,6 +392,7 @@ mod tests {
             "--seconds",
             "--dict",
             "--protos",
+            "--metrics",
             "GATEHOUSE_ADDR",
         ] {
             assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
@@ -406,6 +443,13 @@ mod tests {
         assert!(cli.dict);
         assert_eq!(cli.protos, Some("examples/protos".into()));
         assert!(!parse(&[]).unwrap().dict);
+        // Metrics: off by default, an IP:PORT when given.
+        assert_eq!(parse(&[]).unwrap().metrics, None);
+        assert_eq!(
+            parse(&["--metrics", "127.0.0.1:9100"]).unwrap().metrics,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(parse(&["--metrics", "9100"]).unwrap_err().exit_code(), 2);
 
         // GATEHOUSE_ADDR sets the address; --addr wins over it.
         std::env::set_var("GATEHOUSE_ADDR", "0.0.0.0:4000");

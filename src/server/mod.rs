@@ -52,6 +52,14 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Metrics
+//!
+//! [`Server::metrics`] sums the I/O threads' relaxed counters into a [`Metrics`] snapshot. With
+//! the feature `prometheus`, `Server::metrics_exporter` renders the same figures (plus each
+//! inbox's depth) in the Prometheus / OpenMetrics text formats at scrape time, and
+//! `MetricsEndpoint` serves them on an admin address; the I/O threads do no extra work for
+//! either (`src/server/prometheus/` explains the choice of `prometheus-client`).
+//!
 //! [`ConnCore`]: conn::ConnCore
 
 mod builder;
@@ -62,6 +70,8 @@ mod handler;
 mod io_thread;
 mod log_limit;
 mod metrics;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 #[cfg(feature = "tls")]
 #[doc(hidden)]
 pub mod tls;
@@ -69,6 +79,8 @@ pub mod tls;
 pub use builder::ServerBuilder;
 pub use handler::{BodyError, Handler, Request, Responder, Response};
 pub use metrics::{CloseCounts, Metrics};
+#[cfg(feature = "prometheus")]
+pub use prometheus::{MetricsEndpoint, MetricsExporter, MetricsFormat};
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsConfigError};
 
@@ -148,6 +160,21 @@ pub(crate) struct Shared {
     /// The TLS settings, if the port serves TLS.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tls::TlsSettings>,
+}
+
+impl Shared {
+    /// The counters summed over the I/O threads ([`Server::metrics`]).
+    fn snapshot(&self) -> Metrics {
+        let mut m = Metrics {
+            sessions: self.service.sessions_count(),
+            bound_uids: self.service.bound_uids_count(),
+            ..Metrics::default()
+        };
+        for t in &self.metrics {
+            t.add_to(&mut m);
+        }
+        m
+    }
 }
 
 /// A running connector. Dropping it shuts it down (as [`Server::shutdown`] with no reason).
@@ -275,15 +302,15 @@ impl Server {
 
     /// Current counters, summed over the I/O threads.
     pub fn metrics(&self) -> Metrics {
-        let mut m = Metrics {
-            sessions: self.shared.service.sessions_count(),
-            bound_uids: self.shared.service.bound_uids_count(),
-            ..Metrics::default()
-        };
-        for t in &self.shared.metrics {
-            t.add_to(&mut m);
-        }
-        m
+        self.shared.snapshot()
+    }
+
+    /// A handle that renders the counters in the Prometheus / OpenMetrics text formats from
+    /// any thread (feature `prometheus`; see [`MetricsExporter`]). Rendering happens at scrape
+    /// time only: the I/O threads do no extra work for it.
+    #[cfg(feature = "prometheus")]
+    pub fn metrics_exporter(&self) -> MetricsExporter {
+        MetricsExporter::new(self.shared.clone())
     }
 
     /// Graceful shutdown: stop accepting, close every session (with a KICK package carrying
