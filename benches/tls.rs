@@ -76,6 +76,12 @@ enum Kx {
     RingDefault,
 }
 
+/// *ring*'s default key exchange groups, in its order (secp384r1 first in rustls 0.23.48).
+#[allow(deprecated)] // rustls 0.23.48 deprecates naming the ring provider; see config.rs
+fn ring_default_kx_groups() -> Vec<&'static dyn rustls::crypto::SupportedKxGroup> {
+    rustls::crypto::ring::DEFAULT_KX_GROUPS.to_vec()
+}
+
 /// A client trusting `roots`, speaking only `version`, with the server's crypto provider
 /// (ring; rustls 0.23.48 deprecates naming it directly), its groups in `kx` order.
 fn client_config(
@@ -86,10 +92,13 @@ fn client_config(
     resume: bool,
 ) -> Arc<ClientConfig> {
     let mut provider = (**server.crypto_provider()).clone();
-    if kx == Kx::X25519 {
-        provider
+    match kx {
+        Kx::X25519 => provider
             .kx_groups
-            .sort_by_key(|group| group.name() != NamedGroup::X25519);
+            .sort_by_key(|group| group.name() != NamedGroup::X25519),
+        // Not the server's order (X25519 first since src/server/tls/config.rs reorders it):
+        // *ring*'s own, as a rustls client using that provider unchanged has it.
+        Kx::RingDefault => provider.kx_groups = ring_default_kx_groups(),
     }
     let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[version])
