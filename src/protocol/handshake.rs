@@ -483,6 +483,41 @@ mod tests {
     }
 
     #[test]
+    fn protos_sent_unless_cached_and_use_proto_always_in_pinus_key_order() {
+        let protos = Protos::from_json(r#"{"onMove": {"required uInt32 id": 1}}"#, "{}").unwrap();
+        let cfg = HandshakeConfig::new()
+            .with_heartbeat(3)
+            .with_protos(&protos);
+
+        // The official client's first handshake sends `protoVersion: 0`.
+        let reply = process_handshake(JS_CLIENT, &cfg, accept, no_hook);
+        let expected = format!(
+            r#"{{"code":200,"sys":{{"heartbeat":3,"protos":{},"useProto":true}}}}"#,
+            protos.handshake_json()
+        );
+        assert_eq!(String::from_utf8(reply.body).unwrap(), expected);
+
+        let cached = format!(r#"{{"sys":{{"protoVersion":"{}"}}}}"#, protos.version());
+        let reply = process_handshake(cached.as_bytes(), &cfg, accept, no_hook);
+        assert_eq!(
+            reply.body,
+            br#"{"code":200,"sys":{"heartbeat":3,"useProto":true}}"#
+        );
+
+        // With a dictionary too: the dictionary's keys first, as pinus writes them.
+        let dict = Dictionary::new(["a.b.c"], ["onMove"]).unwrap();
+        let cfg = cfg.with_dictionary(&dict);
+        let reply = process_handshake(cached.as_bytes(), &cfg, accept, no_hook);
+        let text = String::from_utf8(reply.body).unwrap();
+        let dict_at = text.find(r#""useDict":true"#).expect("useDict");
+        let proto_at = text.find(r#""useProto":true"#).expect("useProto");
+        assert!(dict_at < proto_at, "{text}");
+        // Refusals stay bare.
+        let refused = process_handshake(b"nope", &cfg, accept, no_hook);
+        assert_eq!(refused.body, br#"{"code":500}"#);
+    }
+
+    #[test]
     fn dictionary_sent_only_when_the_client_version_differs() {
         let dict = Dictionary::new(["chat.chatHandler.say"], ["onChat"]).unwrap();
         let cfg = HandshakeConfig::new()
