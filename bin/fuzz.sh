@@ -105,7 +105,9 @@ run_one() {
     grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^Done [0-9]+ runs' "$scratch/$t.log" | sed "s/^/    $t: /"
     # The corpus run must have exercised instrumented code too.
     local first
-    first=$(coverage_counts "$scratch/$t.log" | head -n 1)
+    # `sed -n 1p`, not `head -n 1`: head would close the pipe early and, under pipefail, a
+    # long log would fail the assignment with SIGPIPE (141).
+    first=$(coverage_counts "$scratch/$t.log" | sed -n 1p)
     if [ -z "$first" ] || [ "${first%% *}" -le 0 ]; then
         echo "=== fuzz: $t: the corpus run reported no coverage ('${first:-no cov: line}')"
         return 1
@@ -113,18 +115,35 @@ run_one() {
 }
 
 failed=()
+# `wait -n -p` (bash >= 5.1) says which job ended, so each status is read exactly once; an
+# older bash runs the targets one at a time.
+if [ "$JOBS" -gt 1 ] && ! { [ "${BASH_VERSINFO[0]}" -gt 5 ] ||
+    { [ "${BASH_VERSINFO[0]}" -eq 5 ] && [ "${BASH_VERSINFO[1]}" -ge 1 ]; }; }; then
+    echo "=== fuzz: bash $BASH_VERSION has no 'wait -n -p': FUZZ_JOBS=$JOBS ignored, one at a time"
+    JOBS=1
+fi
 if [ "$JOBS" -le 1 ]; then
     for t in "${targets[@]}"; do run_one "$t" || failed+=("$t"); done
 else
-    pids=()
-    names=()
+    declare -A name_of=()
+    running=0
+    # Reaps one finished target and records a failure (its status is consumed here, so it is
+    # never waited for twice: a second `wait PID` would report 127 for a healthy target).
+    reap_one() {
+        local pid="" status=0
+        wait -n -p pid || status=$?
+        running=$((running - 1))
+        if [ "$status" -ne 0 ]; then failed+=("${name_of[$pid]:-unknown job $pid}"); fi
+    }
     for t in "${targets[@]}"; do
-        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
-        run_one "$t" &
-        pids+=($!)
-        names+=("$t")
+        while [ "$running" -ge "$JOBS" ]; do reap_one; done
+        # `|| exit 1`: run_one runs with errexit suspended, exactly as in the sequential
+        # path (`run_one || failed+=…`), so both paths judge a target the same way.
+        { run_one "$t" || exit 1; } &
+        name_of[$!]=$t
+        running=$((running + 1))
     done
-    for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed+=("${names[$i]}"); done
+    while [ "$running" -gt 0 ]; do reap_one; done
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then
