@@ -20,6 +20,7 @@ const SERVER: &str = r#"{
     "game.login": {"required uInt32 code": 1, "optional string uid": 2},
     "game.later": {"required uInt32 code": 1, "optional sInt32 n": 2},
     "game.broken": {"required uInt32 code": 1, "required string must": 2},
+    "game.drop": {"optional uInt32 code": 1},
     "onMove": {
         "message Pos": {"required sInt32 x": 1, "required sInt32 y": 2},
         "required uInt32 entityId": 1,
@@ -40,7 +41,8 @@ fn protos() -> Arc<Protos> {
 /// `game.login {uid}` binds and answers `{code, uid}` plus what the handler saw (`proto`:
 /// whether the body was protobuf; `seen`: the decoded body) on routes without a server proto
 /// only; `game.later {n}` answers `{code, n: -n}` later through a `Responder`; `game.broken`
-/// answers a value its server proto cannot encode; `game.move {…}` pushes the body on `onMove`
+/// answers a value its server proto cannot encode; `game.drop` drops its `Responder`
+/// unanswered; `game.move {…}` pushes the body on `onMove`
 /// to every bound session; `game.json {…}` (no proto either way) echoes the body and whether
 /// it was protobuf.
 struct Game;
@@ -70,6 +72,10 @@ impl Handler for Game {
                 Response::Deferred
             }
             "game.broken" => Response::Json(json!({"code": 200})),
+            "game.drop" => {
+                drop(req.responder()); // forgot to answer
+                Response::Deferred
+            }
             "game.move" => {
                 let report = req.service().push_to_all("onMove", &body).expect("encodes");
                 Response::Json(json!({"code": 200, "n": report.enqueued()}))
@@ -212,7 +218,7 @@ fn requests_decode_with_client_protos_and_responses_encode_with_server_protos() 
 }
 
 #[test]
-fn a_response_that_does_not_fit_its_proto_is_an_empty_message_not_json() {
+fn a_response_that_does_not_fit_its_proto_or_is_never_given_is_an_empty_message_not_json() {
     let server = start(builder());
     let mut c = login(&server, Transport::Tcp, "broken");
     c.send_request(2, "game.broken", &json!({}));
@@ -222,6 +228,12 @@ fn a_response_that_does_not_fit_its_proto_is_an_empty_message_not_json() {
     // The connection goes on.
     send_proto(&mut c, 3, "game.later", &json!({"n": 1}));
     assert_eq!(proto_response(&mut c, 3, "game.later")["n"], -1);
+    // A responder dropped unanswered on a server-proto route: an empty message too, not the
+    // JSON `{"code":500,…}` the client would misread as protobuf.
+    c.send_request(4, "game.drop", &json!({}));
+    let (kind, id, _, body) = next_raw(&mut c);
+    assert_eq!((kind, id), (MessageType::Response, 4));
+    assert!(body.is_empty(), "expected an empty message, got {body:?}");
     drop(c);
     server.shutdown(None);
 }

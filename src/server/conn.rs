@@ -19,7 +19,9 @@ use crate::protocol::{
     self, Dictionary, HandshakeConfig, MessageType, PackageType, Protos, Route, HEADER_LEN,
 };
 use crate::server::builder::ServerBuilder;
-use crate::server::handler::{encode_response_frame, Handler, Request, Response};
+use crate::server::handler::{
+    encode_response_frame, json_response_body, Handler, Request, Response,
+};
 use crate::server::log_limit::LogLimit;
 use crate::server::metrics::ThreadMetrics;
 use crate::sessions::Sessions;
@@ -584,17 +586,14 @@ impl ConnCore {
         }
         let body = match self.guard(env, now, "request", || env.handler.request(req))? {
             // A response is encoded with the server proto of its request's route (pinus).
-            Response::Json(value) => match protos.and_then(|p| p.server(route)) {
-                Some(message) => {
-                    let mut body = Vec::new();
-                    if let Err(err) = message.encode(&value, &mut body) {
-                        body.clear();
-                        self.proto_encode_failed(route, msg.id, &err, now, env);
-                    }
-                    body
+            Response::Json(value) => {
+                let message = protos.and_then(|p| p.server(route));
+                let (body, failed) = json_response_body(message, &value);
+                if let Some(err) = failed {
+                    self.proto_encode_failed(route, msg.id, &err, now, env);
                 }
-                None => serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec()),
-            },
+                body
+            }
             Response::Bytes(bytes) => bytes,
             Response::Deferred => return Ok(()),
         };

@@ -4,7 +4,7 @@
 use crate::error::{SendError, SendErrorKind};
 use crate::frame::Frame;
 use crate::id::Sid;
-use crate::protocol::protobuf::{Message as ProtoMessage, ProtoDecodeError};
+use crate::protocol::protobuf::{Message as ProtoMessage, ProtoDecodeError, ProtoEncodeError};
 use crate::protocol::{encode_response, EncodeError, Protos};
 use crate::service::SessionService;
 use crate::sessions::Sessions;
@@ -239,26 +239,17 @@ impl Responder {
     /// [`SendError`] if the session closed meanwhile, its inbox is full, or the body does not
     /// fit one package ([`SendErrorKind::TooLarge`]).
     pub fn respond_json(self, body: &Value) -> Result<(), SendError> {
-        let message = self
-            .proto
-            .as_ref()
-            .and_then(|(protos, route)| Some((protos.server(route)?, route)));
-        let bytes = match message {
-            Some((message, route)) => {
-                let mut bytes = Vec::new();
-                if let Err(err) = message.encode(body, &mut bytes) {
-                    bytes.clear();
-                    log::error!(
-                        "gatehouse: session {}: the response to request {} on {route:?} does \
-                         not fit its server proto ({err}); sent an empty message instead",
-                        self.sid,
-                        self.id
-                    );
-                }
-                bytes
-            }
-            None => serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()),
-        };
+        let proto = self.proto.as_ref();
+        let message = proto.and_then(|(protos, route)| protos.server(route));
+        let (bytes, failed) = json_response_body(message, body);
+        if let (Some(err), Some((_, route))) = (failed, proto) {
+            log::error!(
+                "gatehouse: session {}: the response to request {} on {route:?} does not fit \
+                 its server proto ({err}); sent an empty message instead",
+                self.sid,
+                self.id
+            );
+        }
         self.respond(&bytes)
     }
 
@@ -315,6 +306,29 @@ impl fmt::Debug for Responder {
             .field("sid", &self.sid)
             .field("id", &self.id)
             .finish()
+    }
+}
+
+/// The body of a JSON response: encoded with the request route's server proto when it has one
+/// — a value that does not fit becomes an empty message, which the client reads as `{}`, and
+/// the error is handed back for the caller to log (JSON text would be misread: the client
+/// decodes that route's responses as protobuf) — else JSON text.
+pub(crate) fn json_response_body(
+    proto: Option<&ProtoMessage>,
+    value: &Value,
+) -> (Vec<u8>, Option<ProtoEncodeError>) {
+    match proto {
+        Some(message) => {
+            let mut body = Vec::new();
+            match message.encode(value, &mut body) {
+                Ok(()) => (body, None),
+                Err(err) => (Vec::new(), Some(err)),
+            }
+        }
+        None => (
+            serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
+            None,
+        ),
     }
 }
 
