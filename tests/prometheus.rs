@@ -1,7 +1,7 @@
 //! The Prometheus export (feature `prometheus`): the rendered values against a live server
 //! with sessions, Prometheus's own `promtool check metrics` on both text formats, and a real
-//! `prometheus` server on loopback scraping a [`MetricsEndpoint`] until its query API returns
-//! the session count.
+//! `prometheus` server on loopback scraping a [`MetricsEndpoint`], and then the example gate
+//! binary's `--metrics` address, until its query API returns the session count.
 //!
 //! `promtool` and `prometheus` come from Debian's `prometheus` package, which bin/test.sh
 //! installs when they are missing. Without them these tests FAIL, never skip.
@@ -279,7 +279,11 @@ fn free_port() -> u16 {
 /// one was taken in between (it then exits at once).
 fn start_prometheus(target: SocketAddr) -> (PrometheusProcess, SocketAddr) {
     let binary = tool("prometheus");
-    let dir = std::env::temp_dir().join(format!("gatehouse-prometheus-{}", std::process::id()));
+    // One directory per prometheus: `cargo test` runs this file's tests as threads of one
+    // process, so the pid alone is not unique.
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("gatehouse-prometheus-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("prometheus.yml");
@@ -395,4 +399,128 @@ fn prometheus_scrapes_the_endpoint() {
         "gatehouse_closes_total%7Breason%3D%22peer_closed%22%7D",
     );
     assert_eq!(closed, Some(2.0));
+}
+
+/// The example gate (`examples/gate.rs`), started by PID with `--metrics`, killed and reaped on
+/// drop. Its stdout lines name the listening and metrics addresses.
+struct GateProcess {
+    child: Child,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+}
+
+impl Drop for GateProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The example gate beside this test binary: cargo puts examples in `<profile>/examples/`, and
+/// this test runs from `<profile>/deps/`. `cargo test` and `cargo nextest run --all-targets`
+/// (bin/test.sh) build it with the same features as this test.
+fn gate_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary sits in <target>/<profile>/deps");
+    let gate = profile.join("examples").join("gate");
+    assert!(
+        gate.is_file(),
+        "the example gate is not built at {}: run `cargo build --features prometheus --example \
+         gate` (bin/test.sh builds it)",
+        gate.display()
+    );
+    gate
+}
+
+/// Starts the example gate on free loopback ports with heartbeats long enough for any scrape.
+fn start_gate() -> GateProcess {
+    let mut child = Command::new(gate_binary())
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--heartbeat",
+            "600",
+            "--seconds",
+            "300",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the example gate");
+    let stdout = child.stdout.take().expect("piped stdout");
+    // Its two lines arrive within the scaled wait; read them on a thread so a gate that never
+    // prints fails the test instead of blocking it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut gate = GateProcess {
+        child,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        metrics: SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    let deadline = Instant::now() + wait() * 2;
+    while gate.addr.port() == 0 || gate.metrics.port() == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+            let status = gate.child.try_wait().ok().flatten();
+            panic!(
+                "the example gate printed no listening and metrics lines (exit status: \
+                 {status:?}); a build without `--features prometheus` refuses --metrics"
+            )
+        });
+        if let Some(rest) = line.strip_prefix("gate: listening on ") {
+            let addr = rest.split_whitespace().next().unwrap_or("");
+            gate.addr = addr.parse().expect("listening address");
+        } else if let Some(rest) = line.strip_prefix("gate: metrics on http://") {
+            let addr = rest.trim_end_matches("/metrics");
+            gate.metrics = addr.parse().expect("metrics address");
+        }
+    }
+    gate
+}
+
+/// The gate binary users run, scraped by a real prometheus: the session count it reports
+/// follows clients connecting and leaving.
+#[test]
+fn prometheus_scrapes_the_example_gate() {
+    let gate = start_gate();
+    let mut clients: Vec<Client> = (0..2)
+        .map(|_| Client::working(gate.addr, Transport::Tcp))
+        .collect();
+    let (_prometheus, web) = start_prometheus(gate.metrics);
+
+    let mut last = None;
+    let deadline = Instant::now() + wait() * 4;
+    while last != Some(2.0) {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never reported the gate's gatehouse_sessions = 2 (last: {last:?})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        last = query(web, "gatehouse_sessions");
+    }
+    clients.pop();
+    let deadline = Instant::now() + wait() * 4;
+    while last != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never reported the gate's gatehouse_sessions = 1 (last: {last:?})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        last = query(web, "gatehouse_sessions");
+    }
 }

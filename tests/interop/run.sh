@@ -88,11 +88,13 @@ else
 fi
 say "node dependencies ready in $(since "$t0")"
 
-# 2. The example gate with TLS, and the test CA tool (debug builds).
+# 2. The example gate with TLS, and the test CA tool (debug builds). The features are bin/test.sh's
+#    nextest ones, so this reuses that build and leaves the same gate binary in place (the
+#    Prometheus test runs it with --metrics).
 t0="$(now)"
 cd "$root"
-say "cargo build --features tls --example gate --example test_ca (in $root)"
-"$cargo" build --features tls --example gate --example test_ca
+say "cargo build --features tls,prometheus --example gate --example test_ca (in $root)"
+"$cargo" build --features tls,prometheus --example gate --example test_ca
 target_dir="$("$cargo" metadata --format-version 1 --no-deps \
     | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
 gate_bin="$target_dir/debug/examples/gate"
