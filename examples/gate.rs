@@ -214,6 +214,10 @@ struct Cli {
     /// prometheus`). An admin address: never expose it publicly [default: off].
     #[arg(long, value_name = "IP:PORT")]
     metrics: Option<SocketAddr>,
+    /// Time every handler call into the `gatehouse_handler_duration_seconds` histogram (two
+    /// clock reads per call).
+    #[arg(long)]
+    time_handlers: bool,
 }
 
 /// Starts the `--metrics` endpoint, if asked for; kept alive by the caller.
@@ -294,6 +298,7 @@ fn main() {
     if let Some(max) = cli.max_connections {
         builder = builder.max_connections(max);
     }
+    builder = builder.time_handlers(cli.time_handlers);
     if cli.dict {
         builder = builder.dictionary(DICT_ROUTES);
     }
@@ -393,6 +398,7 @@ mod tests {
             "--dict",
             "--protos",
             "--metrics",
+            "--time-handlers",
             "GATEHOUSE_ADDR",
         ] {
             assert!(text.contains(flag), "{flag} missing from --help:\n{text}");

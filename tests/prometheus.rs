@@ -24,8 +24,10 @@ fn server_with_clients(n: usize) -> (Server, Vec<Client>) {
     let (handler, _seen) = TestHandler::new();
     // A long heartbeat: the idle test clients must stay connected however long prometheus
     // takes (`Client::working` expects the server's first HEARTBEAT, so not `None`).
+    // Handler timing on: the histogram is part of what promtool checks.
     let server = util::builder()
         .heartbeat(Some(Duration::from_secs(600)))
+        .time_handlers(true)
         .start(handler)
         .expect("start");
     let clients: Vec<Client> = (0..n)
@@ -449,6 +451,7 @@ fn start_gate() -> GateProcess {
             "600",
             "--seconds",
             "300",
+            "--time-handlers",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -523,4 +526,150 @@ fn prometheus_scrapes_the_example_gate() {
         std::thread::sleep(Duration::from_millis(200));
         last = query(web, "gatehouse_sessions");
     }
+    // `--time-handlers`: the two handshakes went through the handler, timed.
+    let timed = query(web, "gatehouse_handler_duration_seconds_count");
+    assert!(
+        timed.is_some_and(|n| n >= 2.0),
+        "handler calls timed: {timed:?}"
+    );
+}
+
+/// A handler whose `test.block` request parks the I/O thread until the test says so, handing
+/// the test the session id first; other requests are echoed.
+struct Blocking {
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<gatehouse::Sid>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl gatehouse::server::Handler for Blocking {
+    fn request(&self, req: gatehouse::server::Request<'_>) -> gatehouse::server::Response {
+        if req.route() == "test.block" {
+            self.entered.lock().unwrap().send(req.sid()).unwrap();
+            // Bounded: a test that never releases still ends.
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(60));
+        }
+        gatehouse::server::Response::Json(serde_json::json!({"ok": true}))
+    }
+}
+
+/// The sample of `series` in an OpenMetrics render, which must be there.
+fn value_of(text: &str, series: &str) -> f64 {
+    sample(text, series).unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
+/// The inbox high-water mark is the backlog an I/O thread found when it came to drain: while
+/// the only I/O thread is held in a handler, 50 pushes queue up, and the next drain sees them.
+#[test]
+fn inbox_high_water_counts_the_backlog_a_drain_finds() {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let server = util::builder()
+        .io_threads(1)
+        .heartbeat(Some(Duration::from_secs(600)))
+        .start(std::sync::Arc::new(Blocking {
+            entered: std::sync::Mutex::new(entered_tx),
+            release: std::sync::Mutex::new(release_rx),
+        }))
+        .expect("start");
+    let mut client = Client::working(server.local_addr(), Transport::Tcp);
+    let before = server.metrics().inbox_high_water;
+    assert!(before < 50, "high-water {before} before any backlog");
+
+    client.send_request(1, "test.block", &serde_json::json!({}));
+    let sid = entered
+        .recv_timeout(wait())
+        .expect("the handler was entered");
+    let frame = util::push_frame("onTick", &serde_json::json!({"k": 1}));
+    for _ in 0..50 {
+        server
+            .service()
+            .send_message(sid, frame.clone())
+            .expect("queued");
+    }
+    release.send(()).unwrap();
+    // The pushes were queued before the response existed, so they may well come first.
+    let (mut pushes, mut responses) = (0, 0);
+    for _ in 0..51 {
+        let msg = client.expect_message();
+        if msg.id == 1 {
+            responses += 1;
+        } else {
+            pushes += 1;
+        }
+    }
+    assert_eq!((pushes, responses), (50, 1));
+    let high = server.metrics().inbox_high_water;
+    assert!(
+        (50..=51).contains(&high),
+        "high-water {high}, expected the 50 pushes (+ the response)"
+    );
+    let text = server.metrics_exporter().render(MetricsFormat::OpenMetrics);
+    assert_eq!(
+        value_of(&text, "gatehouse_inbox_high_water{shard=\"0\"}"),
+        high as f64
+    );
+}
+
+/// With `time_handlers`, every handler call lands in the histogram: its count and `+Inf`
+/// bucket equal the calls made, its buckets are cumulative, its sum is positive. Without it
+/// the histogram is absent, not shown empty.
+#[test]
+fn handler_time_histogram_counts_every_call() {
+    let (handler, _seen) = TestHandler::new();
+    let server = util::builder()
+        .io_threads(1)
+        .time_handlers(true)
+        .start(handler)
+        .expect("start");
+    let mut client = Client::working(server.local_addr(), Transport::Tcp);
+    for id in 1..=20 {
+        client.echo(id);
+    }
+    let m = server.metrics();
+    // 20 requests, plus the handshake's call (the handler sees every handshake).
+    assert!(m.handler_time.calls >= 20, "{:?}", m.handler_time);
+    assert_eq!(
+        m.handler_time.buckets.iter().sum::<u64>(),
+        m.handler_time.calls
+    );
+    assert!(m.handler_time.total_ns > 0);
+
+    let text = server.metrics_exporter().render(MetricsFormat::OpenMetrics);
+    let count = value_of(&text, "gatehouse_handler_duration_seconds_count");
+    assert_eq!(count, m.handler_time.calls as f64);
+    assert_eq!(
+        value_of(
+            &text,
+            "gatehouse_handler_duration_seconds_bucket{le=\"+Inf\"}"
+        ),
+        count
+    );
+    assert!(value_of(&text, "gatehouse_handler_duration_seconds_sum") > 0.0);
+    let mut last = 0.0;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_handler_duration_seconds_bucket"))
+    {
+        let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(v >= last, "buckets not cumulative: {line}");
+        last = v;
+    }
+    assert!(
+        text.contains("# TYPE gatehouse_handler_duration_seconds histogram"),
+        "{text}"
+    );
+
+    let (handler, _seen) = TestHandler::new();
+    let untimed = util::builder().io_threads(1).start(handler).expect("start");
+    let mut client = Client::working(untimed.local_addr(), Transport::Tcp);
+    client.echo(1);
+    assert_eq!(untimed.metrics().handler_time, Default::default());
+    let text = untimed
+        .metrics_exporter()
+        .render(MetricsFormat::OpenMetrics);
+    assert!(!text.contains("handler_duration"), "{text}");
 }

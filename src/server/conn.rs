@@ -47,6 +47,8 @@ pub struct ConnConfig {
     pub(crate) heartbeat_secs: Option<u32>,
     pub(crate) dictionary: Option<Arc<Dictionary>>,
     pub(crate) protos: Option<Arc<Protos>>,
+    /// Time handler calls into the I/O thread's metrics ([`ServerBuilder::time_handlers`]).
+    pub(crate) time_handlers: bool,
 }
 
 impl ConnConfig {
@@ -82,6 +84,7 @@ impl ConnConfig {
             heartbeat_secs,
             dictionary,
             protos: b.protos.clone(),
+            time_handlers: b.time_handlers,
         }
     }
 
@@ -633,7 +636,12 @@ impl ConnCore {
         what: &str,
         f: impl FnOnce() -> R,
     ) -> Result<R, CloseReason> {
-        catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let start = env.config.time_handlers.then(Instant::now);
+        let result = catch_unwind(AssertUnwindSafe(f));
+        if let Some(start) = start {
+            env.metrics.handler_time(start.elapsed());
+        }
+        result.map_err(|payload| {
             if let Some(n) = env.logs.hit(LogKind::HandlerPanic, now) {
                 log::error!(
                     "gatehouse: session {}: the handler panicked in `{what}`: {}; closing the \

@@ -749,6 +749,7 @@ pub fn fuzz_connection(data: &[u8]) {
         heartbeat_secs: (setup & 1 == 1).then_some(10),
         dictionary: (setup & 0x40 != 0).then(|| dict.clone()),
         protos: (setup & 0x40 != 0).then(|| protos().clone()),
+        time_handlers: setup & 1 == 1,
     });
     let closes = Arc::new(Closes::default());
     let service = Arc::new(

@@ -550,12 +550,16 @@ impl IoThread {
             queued: 0,
             dropped: 0,
         };
+        // The backlog this drain starts from, for the inbox high-water mark: read here, by the
+        // one consumer, so the threads that push pay nothing for it.
+        let depth = inbox.len();
         let applied = apply_commands(inbox, COMMANDS_PER_TURN, &mut target);
         // Counted here and added to the metrics once per drain: a locked add per frame was
         // a fifth of the drain loop's samples (it also drains the store buffer).
         let (queued, dropped) = (target.queued, target.dropped);
         self.inbox_more = applied.more;
         let metrics = &self.shared.metrics[self.index];
+        metrics.inbox_depth_seen(depth);
         if queued > 0 {
             metrics.frames_out(queued);
         }

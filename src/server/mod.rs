@@ -78,7 +78,7 @@ pub mod tls;
 
 pub use builder::ServerBuilder;
 pub use handler::{BodyError, Handler, Request, Responder, Response};
-pub use metrics::{CloseCounts, Metrics};
+pub use metrics::{CloseCounts, HandlerTime, Metrics, HANDLER_TIME_BUCKETS};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{MetricsEndpoint, MetricsExporter, MetricsFormat};
 #[cfg(feature = "tls")]

@@ -6,7 +6,7 @@
 #   tests/interop/run.sh            # from anywhere; needs node >= 18, npm, cargo
 #
 # Steps: npm ci (npm install only when there is no lock) in tests/interop; cargo build
-# --features tls --example gate --example test_ca; a fresh test CA and server certificate into
+# --features tls,prometheus --example gate --example test_ca; a fresh test CA and server certificate into
 # this run's temporary directory (examples/test_ca.rs: nothing is committed); start ONE gate on a
 # free loopback port (--addr 127.0.0.1:0, the port read back from its "gate: listening on ADDR
 # (pid N)" line) with --tls-cert/--tls-key, so that port serves plain TCP/WS and TLS/WSS at once;

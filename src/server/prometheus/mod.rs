@@ -38,10 +38,13 @@
 //! | `gatehouse_inbox_capacity{shard}` | gauge | that inbox's capacity |
 //! | `gatehouse_inbox_refused_total{shard}` | counter | sends refused because it was full |
 //!
-//! Not exported, because the connector does not measure them: an inbox high-water mark (it
-//! would cost a read-modify-write per push on the game's threads) and handler time (a clock
-//! read around every handler call on the I/O thread). Both would change the hot paths that
-//! `bin/callgrind.sh` budgets; the inbox depth gauge, sampled per scrape, shows a backlog.
+//! | `gatehouse_inbox_high_water{shard}` | gauge | the most commands that I/O thread found queued when it came to drain ([`Metrics::inbox_high_water`] is the highest of them) |
+//! | `gatehouse_handler_duration_seconds` | histogram | [`Metrics::handler_time`]: handler calls, 1 µs to about 1 s in powers of two; only with [`ServerBuilder::time_handlers`] on |
+//!
+//! The inbox high-water mark costs the I/O thread one length read per drain (not per
+//! command) and the threads that push nothing. Handler timing reads the clock twice per
+//! handler call, so it is opt-in; without it the histogram is left out rather than shown
+//! empty.
 //!
 //! # Serving it
 //!
@@ -73,14 +76,16 @@
 //! ```
 //!
 //! [`Server::metrics`]: super::Server::metrics
+//! [`ServerBuilder::time_handlers`]: super::ServerBuilder::time_handlers
 //! [`Server::metrics_exporter`]: super::Server::metrics_exporter
 
-use super::metrics::{CloseCounts, Metrics};
+use super::metrics::{CloseCounts, HandlerTime, Metrics};
 use super::Shared;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt;
 use std::sync::Arc;
@@ -132,6 +137,7 @@ struct InboxSample {
     depth: usize,
     capacity: usize,
     refused: u64,
+    high_water: u64,
 }
 
 /// Renders the connector's figures on demand. Cloneable and `Send + Sync`: hand it to the
@@ -160,17 +166,25 @@ impl MetricsExporter {
 
     /// The current figures in `format`. Allocates the text (a few KiB); never fails.
     pub fn render(&self, format: MetricsFormat) -> String {
-        let inboxes = (0..self.shared.metrics.len())
-            .filter_map(|shard| self.shared.service.inbox(shard))
-            .map(|inbox| InboxSample {
-                depth: inbox.len(),
-                capacity: inbox.capacity(),
-                refused: inbox.refused(),
+        let inboxes = self
+            .shared
+            .metrics
+            .iter()
+            .enumerate()
+            .filter_map(|(shard, thread)| {
+                let inbox = self.shared.service.inbox(shard)?;
+                Some(InboxSample {
+                    depth: inbox.len(),
+                    capacity: inbox.capacity(),
+                    refused: inbox.refused(),
+                    high_water: thread.inbox_high_water(),
+                })
             })
             .collect();
         let snapshot = Snapshot {
             metrics: self.snapshot(),
             inboxes,
+            handler_time: self.shared.conn.time_handlers,
         };
         let mut registry = Registry::with_prefix("gatehouse");
         registry.register_collector(Box::new(snapshot));
@@ -193,6 +207,34 @@ impl MetricsExporter {
 struct Snapshot {
     metrics: Metrics,
     inboxes: Vec<InboxSample>,
+    /// Handler calls are timed ([`ServerBuilder::time_handlers`]): export the histogram.
+    handler_time: bool,
+}
+
+/// [`HandlerTime`] as a Prometheus histogram in seconds (`_bucket{le}`, `_sum`, `_count`).
+struct HandlerHistogram<'a>(&'a HandlerTime);
+
+impl fmt::Debug for HandlerHistogram<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl EncodeMetric for HandlerHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> fmt::Result {
+        let h = self.0;
+        let mut buckets = [(0.0, 0); super::metrics::HANDLER_TIME_BUCKETS];
+        for (i, (bucket, &count)) in buckets.iter_mut().zip(&h.buckets).enumerate() {
+            let bound = HandlerTime::bucket_bound(i).map_or(f64::INFINITY, |d| d.as_secs_f64());
+            *bucket = (bound, count);
+        }
+        let sum = h.total_ns as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, h.calls, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 fn counter(
@@ -379,6 +421,23 @@ impl Collector for Snapshot {
             "Sends refused because an I/O thread's inbox was full.",
             true,
             &|i| i.refused,
-        )
+        )?;
+        per_shard(
+            e,
+            "inbox_high_water",
+            "The most commands an I/O thread found queued in its inbox when it came to drain it.",
+            false,
+            &|i| i.high_water,
+        )?;
+        if self.handler_time {
+            let histogram = HandlerHistogram(&m.handler_time);
+            histogram.encode(e.encode_descriptor(
+                "handler_duration",
+                "Time spent in handler calls (handshake, request, notify) on the I/O threads.",
+                Some(&Unit::Seconds),
+                histogram.metric_type(),
+            )?)?;
+        }
+        Ok(())
     }
 }
