@@ -534,23 +534,25 @@ fn prometheus_scrapes_the_example_gate() {
     );
 }
 
-/// A handler whose `test.block` request parks the I/O thread until the test says so, handing
-/// the test the session id first; other requests are echoed.
+/// A handler whose `test.block` request parks the I/O thread until the test sets `release`,
+/// handing the test the session id first; other requests are answered at once.
 struct Blocking {
-    entered: std::sync::Mutex<std::sync::mpsc::Sender<gatehouse::Sid>>,
-    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    entered: std::sync::mpsc::Sender<gatehouse::Sid>,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl gatehouse::server::Handler for Blocking {
     fn request(&self, req: gatehouse::server::Request<'_>) -> gatehouse::server::Response {
         if req.route() == "test.block" {
-            self.entered.lock().unwrap().send(req.sid()).unwrap();
-            // Bounded: a test that never releases still ends.
-            let _ = self
-                .release
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(60));
+            self.entered.send(req.sid()).unwrap();
+            // Bounded: a test that fails before releasing still ends (dropping the server
+            // joins this thread).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !self.release.load(std::sync::atomic::Ordering::Acquire)
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         gatehouse::server::Response::Json(serde_json::json!({"ok": true}))
     }
@@ -566,13 +568,13 @@ fn value_of(text: &str, series: &str) -> f64 {
 #[test]
 fn inbox_high_water_counts_the_backlog_a_drain_finds() {
     let (entered_tx, entered) = std::sync::mpsc::channel();
-    let (release, release_rx) = std::sync::mpsc::channel();
+    let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let server = util::builder()
         .io_threads(1)
         .heartbeat(Some(Duration::from_secs(600)))
         .start(std::sync::Arc::new(Blocking {
-            entered: std::sync::Mutex::new(entered_tx),
-            release: std::sync::Mutex::new(release_rx),
+            entered: entered_tx,
+            release: release.clone(),
         }))
         .expect("start");
     let mut client = Client::working(server.local_addr(), Transport::Tcp);
@@ -590,7 +592,7 @@ fn inbox_high_water_counts_the_backlog_a_drain_finds() {
             .send_message(sid, frame.clone())
             .expect("queued");
     }
-    release.send(()).unwrap();
+    release.store(true, std::sync::atomic::Ordering::Release);
     // The pushes were queued before the response existed, so they may well come first.
     let (mut pushes, mut responses) = (0, 0);
     for _ in 0..51 {
