@@ -91,6 +91,8 @@ mod error;
 mod event_queue;
 mod events;
 mod frame;
+// `pub` for `__private` (the accept hand-off's loom model); crate-private otherwise.
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 mod handoff;
 mod id;
 mod inbox;
@@ -110,10 +112,13 @@ pub mod protocol;
 pub mod server;
 mod ws;
 
+// Not API (feature `internals`): fuzz harnesses and test hooks for fuzz/, loom-tests/ and this
+// repository's tests. A user's build compiles none of it.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod __private;
-#[cfg(not(gatehouse_loom))]
+#[cfg(all(feature = "internals", not(gatehouse_loom)))]
 #[doc(hidden)]
 pub mod fuzzing;
 

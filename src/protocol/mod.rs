@@ -73,6 +73,7 @@ pub mod protobuf;
 #[cfg(test)]
 mod testutil;
 
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
 
