@@ -22,6 +22,8 @@
 //! connector's counters at `http://IP:PORT/metrics` in the Prometheus / OpenMetrics text
 //! formats (off by default; an admin address: keep it on loopback or a private network).
 //! Without the feature the flag is refused with a message saying how to build with it.
+//! Logs go to stderr (`env_logger`); `RUST_LOG` filters them (default `warn`; e.g. `info`,
+//! or `gatehouse::server=debug`).
 //! Once listening it prints `gate: listening on ADDR (pid N)`; with TLS, a second line
 //! `gate: tls: optional` or `gate: tls: only`.
 //!
@@ -170,7 +172,11 @@ fn rss_bytes() -> Option<u64> {
 /// The example gate server: a pomelo connector (TCP and WebSocket on one port) with the
 /// entry, echo, blast, stats and kick routes.
 #[derive(Debug, Parser)]
-#[command(name = "gate")]
+#[command(
+    name = "gate",
+    after_help = "Logging: to stderr, level from RUST_LOG (default warn; e.g. RUST_LOG=info, or \
+                  RUST_LOG=gatehouse::server=debug for one module)."
+)]
 struct Cli {
     /// Address to listen on; port 0 picks a free port.
     #[arg(
@@ -287,7 +293,7 @@ const DICT_ROUTES: [&str; 6] = [
 
 fn main() {
     let cli = Cli::parse();
-    simple_logger();
+    init_logger();
     #[cfg(not(feature = "prometheus"))]
     refuse_metrics(&cli);
     let mut builder = Server::builder().addr(cli.addr);
@@ -346,32 +352,11 @@ fn main() {
     server.shutdown(Some("server shutting down"));
 }
 
-/// A minimal `log` backend for the example: stderr, level from RUST_LOG=off|error|warn|info|debug
-/// (default warn: why connections are refused or closed abnormally, nothing per request).
-fn simple_logger() {
-    struct Stderr;
-    impl log::Log for Stderr {
-        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-            true
-        }
-        fn log(&self, record: &log::Record<'_>) {
-            if self.enabled(record.metadata()) {
-                eprintln!("{} {}", record.level(), record.args());
-            }
-        }
-        fn flush(&self) {}
-    }
-    let level = match std::env::var("RUST_LOG").unwrap_or_default().as_str() {
-        "error" => log::LevelFilter::Error,
-        "warn" => log::LevelFilter::Warn,
-        "info" => log::LevelFilter::Info,
-        "debug" | "trace" => log::LevelFilter::Debug,
-        "off" => log::LevelFilter::Off,
-        _ => log::LevelFilter::Warn,
-    };
-    if log::set_boxed_logger(Box::new(Stderr)).is_ok() {
-        log::set_max_level(level);
-    }
+/// The gate's log: `env_logger` on stderr, filtered by `RUST_LOG` (e.g. `info`, `debug`,
+/// `gatehouse::server=debug`); default `warn`: why connections are refused or closed
+/// abnormally, nothing per request.
+fn init_logger() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Internals for gatehouse's own test crates (`loom-tests/`, `fuzz/`, `tests/`).
 //!
 //! **Not part of the public API and outside semver**: anything here may change or vanish in
-//! any release.
+//! any release. Compiled only with the `internals` feature, which `fuzz/` and `loom-tests/`
+//! enable in their manifests and this package's own tests, benches and examples get through
+//! a dev-dependency on the crate itself; a user's build never contains it.
 
 /// Hooks for the loom models in `loom-tests/` (built only with `--cfg gatehouse_loom`, see
 /// `bin/loom.sh`): they reach the inbox below the [`SessionService`](crate::SessionService)

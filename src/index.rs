@@ -193,7 +193,7 @@ impl UidIndex {
     }
 
     /// The summed capacity of the shards' tables (for the test probes).
-    #[cfg(not(gatehouse_loom))]
+    #[cfg(all(feature = "internals", not(gatehouse_loom)))]
     pub(crate) fn capacity(&self) -> usize {
         self.shards.iter().map(|s| s.read().capacity()).sum()
     }

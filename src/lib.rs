@@ -79,6 +79,17 @@
 //! Every concurrency primitive comes from one shim (`src/sync.rs`) that `--cfg gatehouse_loom`
 //! swaps for loom's instrumented types; `loom-tests/` model-checks the inbox, the registry and
 //! the index. `tests/alloc_count.rs` asserts zero allocations on the hot paths.
+//!
+//! # Cargo features
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `tls` | TLS-TCP and WSS on the connector's port, next to plain TCP and WebSocket (rustls with *ring*; `ServerBuilder::tls`) |
+//! | `prometheus` | the Prometheus / OpenMetrics export of the connector's metrics and a minimal admin endpoint (`prometheus-client`) |
+//! | `probe` | only the `gatehouse-probe` binary that `bin/callgrind.sh` counts instructions in |
+//! | `internals` | **not API, no semver**: fuzz harnesses and test hooks, for `fuzz/`, `loom-tests/` and this repository's own tests (which enable it through a dev-dependency on the crate itself) |
+//!
+//! All are off by default; a default build compiles no fuzz harness and no test hook.
 
 #![deny(missing_docs, missing_debug_implementations, unsafe_code)]
 #![warn(unreachable_pub, rust_2018_idioms)]
@@ -91,6 +102,8 @@ mod error;
 mod event_queue;
 mod events;
 mod frame;
+// `pub` for `__private` (the accept hand-off's loom model); crate-private otherwise.
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 mod handoff;
 mod id;
 mod inbox;
@@ -110,10 +123,13 @@ pub mod protocol;
 pub mod server;
 mod ws;
 
+// Not API (feature `internals`): fuzz harnesses and test hooks for fuzz/, loom-tests/ and this
+// repository's tests. A user's build compiles none of it.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod __private;
-#[cfg(not(gatehouse_loom))]
+#[cfg(all(feature = "internals", not(gatehouse_loom)))]
 #[doc(hidden)]
 pub mod fuzzing;
 

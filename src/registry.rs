@@ -234,7 +234,7 @@ impl Registry {
 
     /// For tests (`__private`): sets the generation `slot`'s last session had, as if it had
     /// held that many sessions. The slot must be vacant and not retired.
-    #[cfg(not(gatehouse_loom))]
+    #[cfg(all(feature = "internals", not(gatehouse_loom)))]
     pub(crate) fn set_generation(&mut self, slot: usize, generation: u32) {
         assert!(
             generation < MAX_GENERATION,
@@ -256,7 +256,7 @@ impl Registry {
 
     /// For tests (`__private`): `(live sessions, high-water mark, entries capacity, slots with
     /// a generation, retired slots)`.
-    #[cfg(not(gatehouse_loom))]
+    #[cfg(all(feature = "internals", not(gatehouse_loom)))]
     pub(crate) fn stats(&self) -> (usize, usize, usize, usize, usize) {
         (
             self.len,

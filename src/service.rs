@@ -175,13 +175,13 @@ impl SessionService {
     }
 
     /// Shard `shard`, for the test hooks in `__private`.
-    #[cfg(not(gatehouse_loom))]
+    #[cfg(all(feature = "internals", not(gatehouse_loom)))]
     pub(crate) fn shard_at(&self, shard: usize) -> Option<&Shard> {
         self.shards.get(shard).map(|s| &**s)
     }
 
     /// The uid index, for the test hooks in `__private`.
-    #[cfg(not(gatehouse_loom))]
+    #[cfg(all(feature = "internals", not(gatehouse_loom)))]
     pub(crate) fn uid_index(&self) -> &UidIndex {
         &self.index
     }

@@ -57,6 +57,7 @@ mod imp {
         }
 
         /// Whether any thread holds the lock, shared or exclusive (for test probes).
+        #[cfg(feature = "internals")]
         pub(crate) fn is_locked(&self) -> bool {
             self.0.is_locked()
         }

@@ -24,9 +24,10 @@
 //!
 //! # Guarantees
 //!
-//! * **No panics on any input.** Every decoder returns an error instead; the [`fuzzing`]
-//!   entry points assert this and the round-trip properties, and the unit tests sweep them
-//!   over the spec's captures and 20 000 deterministic random inputs.
+//! * **No panics on any input.** Every decoder returns an error instead; the fuzz entry
+//!   points (`fuzzing.rs`, compiled only with the `internals` feature and driven by `fuzz/`)
+//!   assert this and the round-trip properties, and the unit tests sweep them over the spec's
+//!   captures and 20 000 deterministic random inputs.
 //! * **No allocation on decode.** [`decode_package`] and [`decode_message`] return views
 //!   borrowing the input. (Handshake parsing builds a `serde_json::Value`; it runs once per
 //!   connection.)
@@ -73,6 +74,7 @@ pub mod protobuf;
 #[cfg(test)]
 mod testutil;
 
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
 

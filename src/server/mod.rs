@@ -64,6 +64,7 @@
 
 mod builder;
 mod conn;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;

@@ -44,6 +44,7 @@ use std::str;
 pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
 
 /// The longest frame header: 2 bytes, an 8-byte extended length, a 4-byte mask.
+#[cfg(feature = "internals")] // only the fuzz harnesses and tests use it
 pub const MAX_HEADER_LEN: usize = 14;
 
 /// The most a control frame (close, ping, pong) carries, RFC 6455 §5.5.
@@ -210,12 +211,14 @@ impl FrameDecoder {
     }
 
     /// The configured limit on one message's payload.
+    #[cfg(feature = "internals")] // only the fuzz harnesses and tests use it
     pub fn max_message(&self) -> usize {
         self.max_message
     }
 
     /// True once a close frame or an error ended the stream; `decode` then consumes and
     /// ignores everything.
+    #[cfg(feature = "internals")] // only the fuzz harnesses and tests use it
     pub fn is_finished(&self) -> bool {
         self.finished
     }
@@ -228,6 +231,7 @@ impl FrameDecoder {
 
     /// Frees the reassembly buffer if no fragmented message is in progress (for connections
     /// going idle). Returns the bytes freed.
+    #[cfg(feature = "internals")] // only the fuzz harnesses and tests use it
     pub fn release_memory(&mut self) -> usize {
         if self.fragmented.is_some() {
             return 0;
@@ -536,6 +540,7 @@ pub fn encode_binary_header(payload_len: usize, out: &mut Vec<u8>) {
 }
 
 /// Appends a whole unmasked final binary frame carrying `payload` to `out`.
+#[cfg(feature = "internals")] // only the fuzz harnesses and tests use it
 pub fn encode_binary(payload: &[u8], out: &mut Vec<u8>) {
     encode_binary_header(payload.len(), out);
     out.extend_from_slice(payload);

@@ -61,6 +61,7 @@ pub enum HandshakeError {
 
 impl HandshakeError {
     /// The HTTP status code of the answer.
+    #[cfg(feature = "internals")] // only the fuzz harnesses and tests use it
     pub fn status(&self) -> u16 {
         match self {
             HandshakeError::Malformed

@@ -44,8 +44,14 @@
 //! `sha1` and `base64`: smaller than tungstenite's `handshake` feature (`http`, `httparse`,
 //! `sha1`, `data-encoding`, plus `rand`, `thiserror`, `utf-8`, `bytes` for the crate itself).
 
+// The codec's items are `pub` so that `__private::ws` (feature `internals`) can hand them to
+// tests and fuzz targets; without that feature nothing outside the crate reaches them.
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 pub(crate) mod frame;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 pub(crate) mod handshake;
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 pub(crate) mod sniff;

@@ -22,6 +22,7 @@ pub enum Sniff {
 const METHODS: [&[u8]; 5] = [b"GET ", b"POST ", b"DELETE ", b"PUT ", b"HEAD "];
 
 /// The longest method prefix: a connection never needs more bytes than this to be classified.
+#[cfg(feature = "internals")] // only the fuzz harnesses and tests use it
 pub const SNIFF_MAX: usize = 7;
 
 /// Classifies a connection by the bytes it has sent so far (from its very first byte).

@@ -875,23 +875,13 @@ fn delete_prefix(url: &str, prefix: &str) -> Result<(), String> {
     }
 }
 
-/// A minimal stderr logger (warnings and errors), each line tagged with the process's role.
+/// The demo's log: `env_logger` on stderr, each line tagged with the process's role; `RUST_LOG`
+/// filters it (default `warn`: warnings and errors).
 fn logger(role: &'static str) {
-    struct Stderr(&'static str);
-    impl log::Log for Stderr {
-        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-            m.level() <= log::Level::Warn
-        }
-        fn log(&self, r: &log::Record<'_>) {
-            if self.enabled(r.metadata()) {
-                eprintln!("  [{} {}] {}", self.0, r.level(), r.args());
-            }
-        }
-        fn flush(&self) {}
-    }
-    if log::set_boxed_logger(Box::new(Stderr(role))).is_ok() {
-        log::set_max_level(log::LevelFilter::Warn);
-    }
+    use std::io::Write as _;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format(move |out, record| writeln!(out, "  [{role} {}] {}", record.level(), record.args()))
+        .init();
 }
 
 #[cfg(test)]

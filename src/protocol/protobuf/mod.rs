@@ -69,6 +69,7 @@ mod schema;
 mod source;
 mod wire;
 
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
 

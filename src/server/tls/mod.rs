@@ -22,6 +22,7 @@
 
 pub(crate) mod config;
 pub(crate) mod front;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod session;
