@@ -978,6 +978,8 @@ pub const RESTARTED_RETRANSMIT: &[u8] = b"restarted; retransmitted frame";
 /// The fuzz target `cluster_frame`'s property, also run over the committed corpus by this
 /// module's tests: decoding arbitrary bytes (1 MiB limit) never panics, and whatever decodes
 /// re-encodes to the identical bytes. Panics (that is the fuzzer's signal) if the property fails.
+/// Compiled for this crate's tests and with the feature `internals` (fuzz/ enables it).
+#[cfg(any(test, feature = "internals"))]
 #[doc(hidden)]
 pub fn fuzz_cluster_frame(data: &[u8]) {
     if let Ok(frame) = decode(data, 1 << 20) {
