@@ -16,11 +16,14 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// A thread's command channel: (phase, command).
+type Commands = mpsc::Sender<(u64, Cmd)>;
+
 /// The client threads, seen from the main thread: commands out, reports in, the server's CPU
 /// followed while waiting, a progress line on stderr.
 pub struct Pool {
     /// Each thread's commands and waker (shared with its pacer, see [`Pool::pace`]).
-    workers: Vec<(mpsc::Sender<(u64, Cmd)>, Arc<Waker>)>,
+    workers: Vec<(Commands, Arc<Waker>)>,
     /// The current phase: reports of earlier phases (a scenario that timed out) are ignored.
     seq: u64,
     reports: mpsc::Receiver<Envelope>,
