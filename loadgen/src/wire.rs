@@ -51,3 +51,31 @@ pub fn lossy(body: &[u8]) -> String {
 }
 
 // === the client threads ======================================================================
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_u64_reads_the_number_after_the_key() {
+        assert_eq!(
+            find_u64(br#"{"code":200,"t":12345}"#, b"\"t\":"),
+            Some(12345)
+        );
+        assert_eq!(find_u64(br#"{"t": 7}"#, b"\"t\":"), Some(7));
+        assert_eq!(find_u64(br#"{"t":"x"}"#, b"\"t\":"), None);
+        assert_eq!(find_u64(br#"{"u":1}"#, b"\"t\":"), None);
+        // Overflow is no number, not a wrap.
+        assert_eq!(
+            find_u64(br#"{"t":99999999999999999999999}"#, b"\"t\":"),
+            None
+        );
+    }
+
+    #[test]
+    fn code_200_and_lossy() {
+        assert!(code_200(br#"{"code":200}"#) && !code_200(br#"{"code":500}"#));
+        let long = vec![b'a'; 300];
+        assert_eq!(lossy(&long).chars().count(), 201);
+    }
+}

@@ -68,24 +68,25 @@ impl Results {
     }
 
     /// The tail of a latency distribution as rows `<name>_p999` (unless the scenario already
-    /// has it), `<name>_p9999` and `<name>_max`, in `unit` (`per` nanoseconds each); and its
-    /// JSON entry `<scenario>.<name>`, described by `what`.
-    #[allow(clippy::too_many_arguments)]
+    /// has that row), `<name>_p9999` and `<name>_max`, labelled `label p99.9` and so on, in
+    /// `unit` (`"ms"` or `"µs"`); and its JSON `latencies` entry `<scenario>.<name>`, described
+    /// by `figure`.
     pub fn tail(
         &mut self,
         scenario: &'static str,
         name: &str,
-        what: &str,
+        label: &str,
+        figure: &str,
         lat: &Latency,
-        per: f64,
         unit: &str,
-        with_p999: bool,
     ) {
-        if with_p999 {
+        let per = if unit == "ms" { 1e6 } else { 1e3 };
+        let p999 = format!("{scenario}.{name}_p999");
+        if !self.rows.iter().any(|r| r.key == p999) {
             self.row(
                 scenario,
                 &format!("{name}_p999"),
-                format!("{what} p99.9"),
+                format!("{label} p99.9"),
                 lat.quantile_ns(0.999) / per,
                 unit,
             );
@@ -93,18 +94,18 @@ impl Results {
         self.row(
             scenario,
             &format!("{name}_p9999"),
-            format!("{what} p99.99"),
+            format!("{label} p99.99"),
             lat.quantile_ns(0.9999) / per,
             unit,
         );
         self.row(
             scenario,
             &format!("{name}_max"),
-            format!("{what} max"),
+            format!("{label} max"),
             lat.max_ns() / per,
             unit,
         );
-        self.latency(scenario, name, what, lat);
+        self.latency(scenario, name, figure, lat);
     }
 
     /// Adds the JSON `latencies` entry `<scenario>.<name>` (nothing when it is empty).
@@ -157,4 +158,48 @@ pub struct Report<'a> {
     pub shares: &'a Option<LoadShares>,
     /// Load average at the end.
     pub load_end: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_adds_p9999_and_max_rows_and_one_latency_entry() {
+        let mut lat = Latency::new();
+        for us in 1..=1000u64 {
+            lat.record_ns(us * 1_000);
+        }
+        let mut res = Results::default();
+        res.row("echo", "rtt_p999", "round trip p99.9".into(), 999.0, "µs");
+        res.tail("echo", "rtt", "round trip", "echo RTT", &lat, "µs");
+        let keys: Vec<&str> = res.rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["echo.rtt_p999", "echo.rtt_p9999", "echo.rtt_max"]);
+        let max = res.rows[2].value.expect("a number");
+        assert!((999.0..=1001.0).contains(&max), "{max}");
+        assert_eq!(res.latencies.len(), 1);
+        assert_eq!(res.latencies[0]["key"], "echo.rtt");
+
+        // Without the scenario's own p99.9 row, the tail adds it (here in ms).
+        let mut res = Results::default();
+        res.tail("setup", "latency", "setup latency", "setup", &lat, "ms");
+        assert_eq!(res.rows[0].key, "setup.latency_p999");
+        let p999 = res.rows[0].value.expect("a number");
+        assert!((0.998..=1.0).contains(&p999), "{p999}");
+    }
+
+    #[test]
+    fn an_empty_distribution_gives_na_rows_and_no_entry() {
+        let mut res = Results::default();
+        res.tail(
+            "echo",
+            "rtt",
+            "round trip",
+            "echo RTT",
+            &Latency::new(),
+            "µs",
+        );
+        assert!(res.rows.iter().all(|r| r.value.is_none()));
+        assert!(res.latencies.is_empty());
+    }
 }

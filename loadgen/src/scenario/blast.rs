@@ -223,14 +223,13 @@ pub fn run(
     res.tail(
         S,
         "latency",
+        "delivery latency",
         &format!(
             "push delivery latency, blast request → each push ({} uids × {} rounds, {} B)",
             run.uids, opts.rounds, opts.size
         ),
         &lat,
-        1e6,
         "ms",
-        true,
     );
     let mut spread = Latency::new();
     for (f, l) in run.round_first.iter().zip(&run.round_last) {

@@ -188,14 +188,13 @@ pub fn run(
     res.tail(
         S,
         "rtt",
+        "round trip",
         &format!(
             "request round trip at {} req/s (open loop, from the intended send time)",
             opts.rate
         ),
         &run.rtt,
-        1e3,
         "µs",
-        false,
     );
     if let Some(ns) = run.server_cpu_ns {
         res.row(

@@ -77,14 +77,13 @@ pub fn run(
     res.tail(
         S,
         "latency",
+        "latency",
         &format!(
             "broadcast delivery latency, request → each push ({} single-round blasts to {sessions} clients)",
             opts.fanouts
         ),
         &lat,
-        1e6,
         "ms",
-        true,
     );
     if let Some((ns, _)) = cpu {
         res.row(

@@ -56,14 +56,13 @@ pub fn run(
     res.tail(
         S,
         "rtt",
+        "round trip",
         &format!(
             "request round trip, closed loop ({conns} conns × {} outstanding)",
             opts.window
         ),
         &run.rtt,
-        1e6,
         "ms",
-        true,
     );
     if let Some(ns) = run.server_cpu_ns {
         res.row(

@@ -108,7 +108,17 @@ pub fn run(
         lat.quantile_ns(0.99) / 1e6,
         "ms",
     );
-    res.tail(S, "latency", "setup latency", &lat, 1e6, "ms", true);
+    res.tail(
+        S,
+        "latency",
+        "setup latency",
+        &format!(
+            "session setup, connect → bound ({} clients, {} handshakes in flight)",
+            opts.clients, opts.connect_concurrency
+        ),
+        &lat,
+        "ms",
+    );
     if let Some((ns, _)) = cpu {
         res.row(
             S,
