@@ -144,6 +144,8 @@ pub enum Report {
         ok_in_window: u64,
         bad: u64,
         rtt: Latency,
+        /// Open loop: how late each request left (actual − intended send time).
+        lag: Latency,
     },
     /// Only the counters.
     Status,

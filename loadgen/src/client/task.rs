@@ -46,6 +46,8 @@ pub(super) struct EchoTask {
     pub(super) ok_in_window: u64,
     pub(super) bad: u64,
     pub(super) rtt: Latency,
+    /// Open loop: actual − intended send time of each request.
+    pub(super) lag: Latency,
 }
 
 /// The task of the current phase.

@@ -251,6 +251,7 @@ impl Worker {
                     ok_in_window: 0,
                     bad: 0,
                     rtt: Latency::new(),
+                    lag: Latency::new(),
                 };
                 if open.is_none() {
                     for key in keys {
@@ -529,6 +530,7 @@ impl Worker {
                 ok_in_window: e.ok_in_window,
                 bad: e.bad,
                 rtt: e.rtt,
+                lag: e.lag,
             },
         };
         self.report(self.task_seq, report);
@@ -594,13 +596,16 @@ impl Worker {
                 let key = e.conns[e.rr % e.conns.len()];
                 e.rr += 1;
                 burst += 1;
-                let intended_ns = ns_since(self.epoch, next);
+                let intended = next;
+                let intended_ns = ns_since(self.epoch, intended);
                 next += interval;
                 // A lost connection is reported by the scenario; its turns are skipped.
                 let Some(conn) = self.conns.get_mut(key) else {
                     continue;
                 };
+                let late = Instant::now().saturating_duration_since(intended);
                 if conn.echo(intended_ns).is_ok() {
+                    e.lag.record_ns(late.as_nanos() as u64);
                     e.sent += 1;
                     e.inflight += 1;
                 }

@@ -8,12 +8,13 @@
 //! the load generator) stalls, the requests that should have gone out meanwhile are still
 //! sent — late — and their wait counts in the figures, instead of the stall delaying the
 //! schedule and hiding behind one slow sample. Every request intended before the end is
-//! sent. To keep the load generator's own lateness out of the figures, a pacer thread wakes
-//! each client thread at its send times with microsecond-precise sleeps (the client threads'
-//! mio poll timeouts are only to the millisecond; see [`Pool::pace`]).
+//! sent. To keep the load generator's own lateness small, a pacer thread wakes each client
+//! thread at its send times, to the microsecond (the client threads' mio poll timeouts are
+//! only to the millisecond; see [`Pool::pace`]); what lateness remains is part of every
+//! round trip, and shown on its own as the send lag (actual − intended send time).
 //!
-//! Figures: responses, the achieved rate, RTT p50 … p99.99 and max, the server's CPU per
-//! request. [`run_echo`] also serves the closed-loop saturation scenario.
+//! Figures: responses, the achieved rate, RTT p50 … p99.99 and max, the load generator's send
+//! lag p50 and p99, the server's CPU per request. [`run_echo`] also serves the closed-loop saturation scenario.
 use crate::cli::Opts;
 use crate::client::{Cmd, Pool, Report};
 use crate::cpu::{self_cpu, self_cpu_since};
@@ -34,6 +35,8 @@ pub struct EchoRun {
     pub bad: u64,
     /// Round trips (open loop: from the intended send time).
     pub rtt: Latency,
+    /// Open loop: how late each request left (actual − intended send time).
+    pub lag: Latency,
     /// The timed window's length.
     pub secs: f64,
     /// Server CPU over the run.
@@ -104,6 +107,7 @@ pub fn run_echo(
         ok_in_window: 0,
         bad: 0,
         rtt: Latency::new(),
+        lag: Latency::new(),
         secs,
         server_cpu_ns,
         loadgen_cpu,
@@ -115,6 +119,7 @@ pub fn run_echo(
             ok_in_window,
             bad,
             rtt,
+            lag,
         } = r
         {
             run.sent += sent;
@@ -122,6 +127,7 @@ pub fn run_echo(
             run.ok_in_window += ok_in_window;
             run.bad += bad;
             run.rtt.add(&rtt);
+            run.lag.add(&lag);
         }
     }
     Ok(run)
@@ -194,6 +200,22 @@ pub fn run(
             opts.rate
         ),
         &run.rtt,
+        "µs",
+    );
+    // The load generator's own lateness, part of every round trip above: how far behind
+    // schedule the requests left.
+    res.row(
+        S,
+        "send_lag_p50",
+        "loadgen send lag p50 (actual − intended send)".into(),
+        run.lag.quantile_ns(0.5) / 1e3,
+        "µs",
+    );
+    res.row(
+        S,
+        "send_lag_p99",
+        "loadgen send lag p99".into(),
+        run.lag.quantile_ns(0.99) / 1e3,
         "µs",
     );
     if let Some(ns) = run.server_cpu_ns {
