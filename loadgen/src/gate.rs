@@ -87,7 +87,7 @@ pub fn build_gate() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let dir = workspace_root()?;
     eprintln!(
-        "loadgen: {} build --release --example gate   (in {}; the first build takes a few minutes)",
+        "loadgen: {} build --release -p gatehouse --example gate   (in {}; the first build takes a few minutes)",
         Path::new(&cargo).display(),
         dir.display()
     );
