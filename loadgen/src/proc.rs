@@ -29,7 +29,7 @@ pub fn loadavg() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// Clock ticks per second for /proc/<pid>/stat, from `getconf CLK_TCK`; 100 if that fails.
+/// Clock ticks per second for `/proc/<pid>/stat`, from `getconf CLK_TCK`; 100 if that fails.
 pub fn clk_tck() -> (u64, bool) {
     Command::new("getconf")
         .arg("CLK_TCK")
