@@ -73,6 +73,15 @@ fn parse_hold(v: &str) -> Result<f64, String> {
     secs_up_to(v, 86_400.0)
 }
 
+/// A count of at least 1.
+fn positive(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a whole number, got {v:?}")),
+    }
+}
+
 /// A `usize` in `lo..=hi` (clap's ranged parser works on `u64`).
 fn range(lo: u64, hi: u64) -> impl TypedValueParser<Value = usize> {
     RangedU64ValueParser::<u64>::new()
@@ -111,7 +120,7 @@ pub struct Opts {
     pub heartbeat: Option<u64>,
     /// The spawned gate's connection limit (default: the gate's, 100000, raised to clients +
     /// 100 when --clients needs more)
-    #[arg(long, value_name = "N", value_parser = range(1, u64::MAX))]
+    #[arg(long, value_name = "N", value_parser = positive)]
     pub max_connections: Option<usize>,
     /// Loadgen threads holding the connections (default 1 on <= 2 cores, else 2)
     #[arg(long = "client-threads", value_name = "N", value_parser = range(1, 64))]
@@ -120,7 +129,7 @@ pub struct Opts {
     #[arg(skip)]
     pub client_threads: usize,
     /// Bound client connections
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = range(1, u64::MAX))]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = positive)]
     pub clients: usize,
     /// Spread the clients over K source addresses 127.0.0.1..127.0.0.K (each has its own
     /// ephemeral port range; default: as many as --clients needs, 1 = let the kernel pick)
@@ -317,7 +326,7 @@ mod tests {
             (&["stray"][..], "stray"),
             (&["--clients"][..], "--clients"),
             (&["--clients", "many"][..], "many"),
-            (&["--clients", "0"][..], "0"),
+            (&["--clients", "0"][..], "must be at least 1"),
             (&["--json=no"][..], "--json"),
             (&["--spawn-gate=false"][..], "--spawn-gate"),
             (
@@ -337,7 +346,7 @@ mod tests {
             (&["--threads", "0"][..], "0"),
             (&["--client-threads", "65"][..], "65"),
             (&["--source-addrs", "255"][..], "255"),
-            (&["--max-connections", "0"][..], "0"),
+            (&["--max-connections", "0"][..], "must be at least 1"),
             (&["--spawn-gate", "--server-pid", "12"][..], "--server-pid"),
         ] {
             let e = parse(args).expect_err(&format!("{args:?} must be refused"));
