@@ -22,7 +22,7 @@ HEARTBEAT=${CAPACITY_HEARTBEAT:-10}
 HOLD=${CAPACITY_HOLD:-$((HEARTBEAT * 3))}
 OUT=$ROOT/bench/results/capacity-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
-LOADGEN=$ROOT/target/release/examples/loadgen
+LOADGEN=$ROOT/target/release/loadgen
 GATE=$ROOT/target/release/examples/gate
 MARGIN=200 # fds beyond the clients: listener, epoll, wakers, stdio, the control connection
 
@@ -50,7 +50,7 @@ fi
 SMALL=$(( CLIENTS < 10000 ? CLIENTS : 10000 ))
 
 echo "capacity.sh: building loadgen and gate (release)" >&2
-cargo build --release --locked --quiet --example loadgen --example gate
+cargo build --release --locked --quiet -p gatehouse-loadgen -p gatehouse --bin loadgen --example gate
 
 run() { # name clients
   local name=$1 n=$2

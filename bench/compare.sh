@@ -20,7 +20,7 @@ RUN_10K=${COMPARE_10K:-1}
 PINUS_PORT=13010 # config/servers.json clientPort
 OUT=$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
-LOADGEN=$ROOT/target/release/examples/loadgen
+LOADGEN=$ROOT/target/release/loadgen
 GATE=$ROOT/target/release/examples/gate
 
 # --- pids we started, stopped on exit ---------------------------------------------------------
@@ -45,7 +45,7 @@ if [ ! -d "$APP/node_modules/pinus" ]; then
   (cd "$APP" && timeout 300 npm install --no-audit --no-fund --loglevel=error)
 fi
 echo "compare.sh: building loadgen and gate (release)" >&2
-cargo build --release --locked --quiet --example loadgen --example gate
+cargo build --release --locked --quiet -p gatehouse-loadgen -p gatehouse --bin loadgen --example gate
 
 loadgen() { # name, args... -> $OUT/name.json (progress in name.err)
   local name=$1; shift

@@ -32,6 +32,7 @@ THREADS=${FLOOR_GATE_THREADS:-1}
 STRACE=${FLOOR_STRACE:-1}
 HEARTBEAT=30
 BIN=$ROOT/target/release/examples
+LOADGEN=$ROOT/target/release/loadgen
 OUT=$ROOT/bench/results/floor-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -48,7 +49,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
 fi
 
 echo "setup_floor.sh: building loadgen, gate and setup_floor (release)" >&2
-cargo build --release --locked --quiet --example loadgen --example gate --example setup_floor
+cargo build --release --locked --quiet -p gatehouse-loadgen -p gatehouse --bin loadgen --example gate --example setup_floor
 
 SERVER_PID=
 STRACE_PID=
@@ -96,7 +97,7 @@ declare -A CPU
 for r in $(seq "$RUNS"); do
   for name in gate floor; do
     start_server "$name" "$OUT/$name-$r.server"
-    if ! "$BIN/loadgen" --json --addr "$SERVER_ADDR" --server-pid "$SERVER_PID" \
+    if ! "$LOADGEN" --json --addr "$SERVER_ADDR" --server-pid "$SERVER_PID" \
         --scenarios setup --clients "$CLIENTS" >"$OUT/$name-$r.json" 2>"$OUT/$name-$r.err"; then
       echo "setup_floor.sh: loadgen failed against $name (run $r): see $OUT/$name-$r.err" >&2
       exit 1
@@ -134,7 +135,7 @@ strace_setup() { # name: one setup phase under strace -c -f; writes $OUT/$name.s
   sleep 1 # strace attaches to every thread
   # The hold scenario follows setup: its first line marks the end of the setup phase, and the
   # sessions stay open (no close is counted) until strace has detached.
-  "$BIN/loadgen" --json --addr "$SERVER_ADDR" --server-pid "$SERVER_PID" --clients "$CLIENTS" \
+  "$LOADGEN" --json --addr "$SERVER_ADDR" --server-pid "$SERVER_PID" --clients "$CLIENTS" \
     --scenarios hold --hold 5 >"$OUT/$name-strace.json" 2>"$OUT/$name-strace.err" &
   local lg=$!
   for _ in $(seq 600); do

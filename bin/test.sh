@@ -4,7 +4,8 @@
 #   doctests → npm ci in tests/interop → unit + integration tests (nextest, incl. the protobuf
 #   differential test against the JavaScript codecs) → the cluster crate (nextest, then its
 #   multi-process suite against a real redis-server) → interop with pinus's own codec (node)
-#   → loom models (+ mutants).
+#   → the load generator (its tests, then a smoke run of the README's main command) → loom
+#   models (+ mutants).
 # .ci/run calls this after fmt and clippy.
 #
 # Every stage either runs or FAILS with a message saying what is missing and how to get it: a
@@ -123,6 +124,40 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
     # Through bash: a lost exec bit must not change what runs.
     bash tests/interop/run.sh
 fi
+
+step "loadgen: its unit and command-line tests, then a smoke run of the README's main command"
+# The load generator (loadgen/, package gatehouse-loadgen) with small settings: it builds and
+# spawns the example gate, runs every default scenario briefly and must report ok, delivered
+# pushes and echo round trips. About 15 s beyond the release build.
+command -v python3 >/dev/null || die "the loadgen smoke run checks its JSON with python3: install python3"
+cargo test -p gatehouse-loadgen --locked
+loadgen_json=$(mktemp)
+trap 'rm -f "$loadgen_json"' EXIT
+cargo run --release --locked -p gatehouse-loadgen -- --spawn-gate --clients 200 --seconds 1 \
+    --fanouts 5 --blast-runs 1 --json >"$loadgen_json" ||
+    die "loadgen smoke run failed (exit $?): cargo run --release -p gatehouse-loadgen -- --spawn-gate --clients 200 --seconds 1 --fanouts 5 --blast-runs 1"
+python3 - "$loadgen_json" <<'PY' || die "loadgen smoke run: its JSON output is not what it should be (see above)"
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except ValueError as e:
+    sys.exit(f"loadgen smoke: the output is not JSON: {e}")
+rows = {r["key"]: r["value"] for r in d.get("rows", [])}
+lat = {l["key"]: l for l in d.get("latencies", [])}
+problems = []
+if d.get("ok") is not True:
+    problems.append(f"ok is {d.get('ok')!r}, failures: {d.get('failures')}")
+if not (rows.get("blast.pushes_per_s") or 0) > 0:
+    problems.append(f"blast.pushes_per_s is {rows.get('blast.pushes_per_s')!r}, not > 0")
+if not lat.get("echo.rtt", {}).get("count", 0) > 0:
+    problems.append("latencies has no echo.rtt entry with count > 0")
+if problems:
+    sys.exit("loadgen smoke: " + "; ".join(problems))
+e = lat["echo.rtt"]
+print(f"loadgen smoke: ok ({rows['setup.bound']:.0f} sessions, {rows['blast.pushes_per_s']:,.0f} pushes/s, "
+      f"echo {e['count']} round trips p50 {e['percentiles']['p50']:.0f} us p99 {e['percentiles']['p99']:.0f} us)")
+PY
+rm -f "$loadgen_json"
 
 if [ "${SKIP_LOOM:-0}" != 1 ]; then
     [ -f bin/loom.sh ] || die "bin/loom.sh is missing (set SKIP_LOOM=1 to opt out explicitly)"

@@ -4,10 +4,11 @@
 //! "Setup cost against its floor").
 //!
 //! ```sh
-//! cargo build --release --example setup_floor --example loadgen
+//! cargo build --release -p gatehouse --example setup_floor
+//! cargo build --release -p gatehouse-loadgen
 //! target/release/examples/setup_floor --addr 127.0.0.1:0 --heartbeat 30 --seconds 600
 //! # prints "floor: listening on 127.0.0.1:PORT (pid N)", then:
-//! target/release/examples/loadgen --addr 127.0.0.1:PORT --server-pid N --scenarios setup
+//! target/release/loadgen --addr 127.0.0.1:PORT --server-pid N --scenarios setup
 //! ```
 //!
 //! Per connection it does what the gate does on the wire and no more:

@@ -1,5 +1,5 @@
 // Minimal pinus 1.7.4 frontend with the example gate's routes (examples/gate.rs), so
-// examples/loadgen.rs drives both the same way. Started by bench/compare.sh: `node app.js`
+// the load generator (loadgen/) drives both the same way. Started by bench/compare.sh: `node app.js`
 // starts the master, which spawns the connector (`connector-server-1`).
 // Ports (loopback client port): PINUS_CLIENT_PORT (default 13010); master 13005, rpc 13150,
 // see config/servers.json and config/master.json.

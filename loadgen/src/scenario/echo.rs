@@ -1,0 +1,231 @@
+//! Echo: an open loop. `--rate` echo requests per second, round-robin over `--echo-conns`
+//! connections, for `--seconds`; the round trip of each.
+//!
+//! No coordinated omission: each request has an intended send time, `start + i / rate` (per
+//! client thread: its share of the rate, its first request offset so the threads interleave),
+//! and carries that time in its body (`{"t":ns}`, echoed back). The round trip is measured
+//! from the intended time, not from when the request actually left. So when the server (or
+//! the load generator) stalls, the requests that should have gone out meanwhile are still
+//! sent — late — and their wait counts in the figures, instead of the stall delaying the
+//! schedule and hiding behind one slow sample. Every request intended before the end is
+//! sent. To keep the load generator's own lateness small, a pacer thread wakes each client
+//! thread at its send times, to the microsecond (the client threads' mio poll timeouts are
+//! only to the millisecond; see [`Pool::pace`]); what lateness remains is part of every
+//! round trip, and shown on its own as the send lag (actual − intended send time).
+//!
+//! Figures: responses, the achieved rate, RTT p50 … p99.99 and max, the load generator's send
+//! lag p50 and p99, the server's CPU per request. [`run_echo`] also serves the closed-loop saturation scenario.
+use crate::cli::Opts;
+use crate::client::{Cmd, Pool, Report};
+use crate::cpu::{self_cpu, self_cpu_since};
+use crate::latency::Latency;
+use crate::report::Results;
+use crate::server::Server;
+use std::time::{Duration, Instant};
+
+/// The echo requests of one run, over all client threads.
+pub struct EchoRun {
+    /// Requests sent.
+    pub sent: u64,
+    /// Good answers.
+    pub ok: u64,
+    /// Good answers before the end of the timed window.
+    pub ok_in_window: u64,
+    /// Answers without the request's time, or not code 200.
+    pub bad: u64,
+    /// Round trips (open loop: from the intended send time).
+    pub rtt: Latency,
+    /// Open loop: how late each request left (actual − intended send time).
+    pub lag: Latency,
+    /// The timed window's length.
+    pub secs: f64,
+    /// Server CPU over the run.
+    pub server_cpu_ns: Option<u64>,
+    /// The load generator's CPU and the wall time.
+    pub loadgen_cpu: Option<(u64, Duration)>,
+}
+
+/// Runs echo requests on `conns` connections for `secs`: open loop at `rate`, or closed loop
+/// with `window` outstanding per connection.
+pub fn run_echo(
+    pool: &mut Pool,
+    server: &Server,
+    conns: usize,
+    rate: Option<u64>,
+    window: usize,
+    secs: f64,
+) -> Result<EchoRun, String> {
+    let n = pool.len();
+    let per = |w: usize| conns / n + usize::from(w < conns % n);
+    let dur = Duration::from_secs_f64(secs);
+    let drain = Duration::from_secs(5);
+    pool.watch_server(server);
+    let me0 = self_cpu();
+    let start = Instant::now() + Duration::from_millis(20);
+    let end = start + dur;
+    // Each thread's share of the rate: its interval and its first intended send time.
+    let open: Vec<Option<(Duration, Instant)>> = (0..n)
+        .map(|w| {
+            rate.filter(|_| per(w) > 0).map(|r| {
+                let share = (r as f64 * per(w) as f64 / conns as f64).max(1e-3);
+                let interval = Duration::from_secs_f64(1.0 / share);
+                (interval, start + interval.mul_f64(w as f64 / n as f64))
+            })
+        })
+        .collect();
+    pool.broadcast(|w| Cmd::Echo {
+        conns: per(w),
+        open: open[w],
+        window,
+        end,
+        drain,
+    })?;
+    let mut pacers = Vec::new();
+    for (w, o) in open.iter().enumerate() {
+        if let Some((interval, first)) = *o {
+            pacers.push(pool.pace(w, first, interval, end)?);
+        }
+    }
+    pool.progress.begin(
+        match rate {
+            Some(r) => format!("echo: {r} req/s over {conns} conns"),
+            None => format!("saturation: {conns} conns × {window} outstanding"),
+        },
+        Some(dur),
+    );
+    let reports = pool.gather(n, dur + drain + Duration::from_secs(10));
+    pool.progress.end();
+    for p in pacers {
+        let _ = p.join();
+    }
+    let reports = reports?;
+    let server_cpu_ns = pool.server_cpu().map(|(ns, _)| ns);
+    let loadgen_cpu = self_cpu_since(&me0, server.tck);
+    let mut run = EchoRun {
+        sent: 0,
+        ok: 0,
+        ok_in_window: 0,
+        bad: 0,
+        rtt: Latency::new(),
+        lag: Latency::new(),
+        secs,
+        server_cpu_ns,
+        loadgen_cpu,
+    };
+    for (_, r) in reports {
+        if let Report::Echo {
+            sent,
+            ok,
+            ok_in_window,
+            bad,
+            rtt,
+            lag,
+        } = r
+        {
+            run.sent += sent;
+            run.ok += ok;
+            run.ok_in_window += ok_in_window;
+            run.bad += bad;
+            run.rtt.add(&rtt);
+            run.lag.add(&lag);
+        }
+    }
+    Ok(run)
+}
+
+/// Runs the echo scenario.
+pub fn run(
+    opts: &Opts,
+    pool: &mut Pool,
+    server: &Server,
+    sessions: usize,
+    res: &mut Results,
+) -> Result<(), String> {
+    const S: &str = "echo";
+    let conns = opts.echo_conns.min(sessions);
+    let run = run_echo(pool, server, conns, Some(opts.rate), 1, opts.seconds)?;
+    res.row(
+        S,
+        "responses",
+        format!(
+            "responses (of {} sent at {}/s over {conns} conns, {} s)",
+            run.sent, opts.rate, opts.seconds
+        ),
+        run.ok as f64,
+        "responses",
+    );
+    if run.ok == 0 {
+        return Err("no echo response".into());
+    }
+    if run.ok < run.sent || run.bad > 0 {
+        res.warnings.push(format!(
+            "echo: {} of {} requests answered, {} bad responses",
+            run.ok, run.sent, run.bad
+        ));
+    }
+    res.row(
+        S,
+        "rate",
+        "achieved rate".into(),
+        run.ok_in_window as f64 / run.secs,
+        "req/s",
+    );
+    res.row(
+        S,
+        "rtt_p50",
+        "round trip p50".into(),
+        run.rtt.quantile_ns(0.5) / 1e3,
+        "µs",
+    );
+    res.row(
+        S,
+        "rtt_p99",
+        "round trip p99".into(),
+        run.rtt.quantile_ns(0.99) / 1e3,
+        "µs",
+    );
+    res.row(
+        S,
+        "rtt_p999",
+        "round trip p99.9".into(),
+        run.rtt.quantile_ns(0.999) / 1e3,
+        "µs",
+    );
+    res.tail(
+        S,
+        "rtt",
+        "round trip",
+        &format!(
+            "request round trip at {} req/s (open loop, from the intended send time)",
+            opts.rate
+        ),
+        &run.rtt,
+        "µs",
+    );
+    // The load generator's own lateness, part of every round trip above: how far behind
+    // schedule the requests left.
+    res.row(
+        S,
+        "send_lag_p50",
+        "loadgen send lag p50 (actual − intended send)".into(),
+        run.lag.quantile_ns(0.5) / 1e3,
+        "µs",
+    );
+    res.row(
+        S,
+        "send_lag_p99",
+        "loadgen send lag p99".into(),
+        run.lag.quantile_ns(0.99) / 1e3,
+        "µs",
+    );
+    if let Some(ns) = run.server_cpu_ns {
+        res.row(
+            S,
+            "server_cpu_per_req",
+            "server CPU per request (incl. idle wakeups)".into(),
+            ns as f64 / 1e3 / run.ok as f64,
+            "µs",
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Fan-out: `--fanouts` blasts of one round, one after the other: the delivery latency of a
+//! single broadcast to every client (request → each push, a histogram), and when the last
+//! client got it.
+use super::blast::run_blast;
+use super::push_budget;
+use crate::cli::Opts;
+use crate::client::Pool;
+use crate::latency::Latency;
+use crate::report::Results;
+use crate::server::Server;
+
+/// Runs the fan-out scenario.
+pub fn run(
+    opts: &Opts,
+    pool: &mut Pool,
+    server: &Server,
+    sessions: usize,
+    res: &mut Results,
+) -> Result<(), String> {
+    const S: &str = "fanout";
+    if opts.fanouts == 0 {
+        return Ok(());
+    }
+    pool.watch_server(server);
+    pool.progress.begin(
+        format!("fanout: {} broadcasts to {sessions} clients", opts.fanouts),
+        None,
+    );
+    let mut lat = Latency::new();
+    let mut last = Latency::new();
+    let mut got = 0;
+    let mut expected = 0;
+    for _ in 0..opts.fanouts {
+        let run = run_blast(pool, 1, opts.size, push_budget(sessions, 1))?;
+        got += run.got;
+        expected += run.uids;
+        for a in &run.arrivals {
+            lat.record_ns(a.saturating_sub(run.sent_ns));
+        }
+        if let Some(m) = run.arrivals.iter().max() {
+            last.record_ns(m.saturating_sub(run.sent_ns));
+        }
+    }
+    let cpu = pool.server_cpu();
+    pool.progress.end();
+    if got == 0 {
+        return Err("no push arrived".into());
+    }
+    if got < expected {
+        res.warnings
+            .push(format!("fanout: {got} of {expected} pushes arrived"));
+    }
+    res.row(
+        S,
+        "latency_p50",
+        format!(
+            "{} broadcasts to {sessions} clients: latency p50",
+            opts.fanouts
+        ),
+        lat.quantile_ns(0.5) / 1e6,
+        "ms",
+    );
+    res.row(
+        S,
+        "latency_p99",
+        "latency p99 (request → push)".into(),
+        lat.quantile_ns(0.99) / 1e6,
+        "ms",
+    );
+    res.row(
+        S,
+        "complete_p50",
+        "broadcast complete (last client) p50".into(),
+        last.quantile_ns(0.5) / 1e6,
+        "ms",
+    );
+    res.tail(
+        S,
+        "latency",
+        "latency",
+        &format!(
+            "broadcast delivery latency, request → each push ({} single-round blasts to {sessions} clients)",
+            opts.fanouts
+        ),
+        &lat,
+        "ms",
+    );
+    if let Some((ns, _)) = cpu {
+        res.row(
+            S,
+            "server_cpu_per_push",
+            "server CPU per push (incl. request, thread spawn)".into(),
+            ns as f64 / 1e3 / got as f64,
+            "µs",
+        );
+    }
+    Ok(())
+}

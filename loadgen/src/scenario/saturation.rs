@@ -1,0 +1,93 @@
+//! Saturation: a closed loop. `--window` echo requests outstanding on each of
+//! `--sat-conns` connections for `--seconds` (each answer sends the next request at once):
+//! the most requests per second the server answers, their round trip (from the actual send:
+//! in a closed loop nothing waits to be sent), and the CPU per request of both processes.
+use super::echo::run_echo;
+use crate::cli::Opts;
+use crate::client::Pool;
+use crate::report::Results;
+use crate::server::Server;
+
+/// Runs the saturation scenario.
+pub fn run(
+    opts: &Opts,
+    pool: &mut Pool,
+    server: &Server,
+    sessions: usize,
+    res: &mut Results,
+) -> Result<(), String> {
+    const S: &str = "saturation";
+    let conns = opts.sat_conns.min(sessions);
+    let run = run_echo(pool, server, conns, None, opts.window, opts.seconds)?;
+    if run.ok == 0 {
+        res.row(S, "responses", "responses".into(), 0.0, "responses");
+        return Err("no echo response".into());
+    }
+    if run.bad > 0 || run.ok < run.sent {
+        res.warnings.push(format!(
+            "saturation: {} of {} requests answered, {} bad responses",
+            run.ok, run.sent, run.bad
+        ));
+    }
+    res.row(
+        S,
+        "req_per_s",
+        format!(
+            "max req/s (closed loop, {conns} conns × {} outstanding, {} s)",
+            opts.window, opts.seconds
+        ),
+        run.ok_in_window as f64 / run.secs,
+        "req/s",
+    );
+    res.row(
+        S,
+        "rtt_p50",
+        "round trip p50".into(),
+        run.rtt.quantile_ns(0.5) / 1e6,
+        "ms",
+    );
+    res.row(
+        S,
+        "rtt_p99",
+        "round trip p99".into(),
+        run.rtt.quantile_ns(0.99) / 1e6,
+        "ms",
+    );
+    res.tail(
+        S,
+        "rtt",
+        "round trip",
+        &format!(
+            "request round trip, closed loop ({conns} conns × {} outstanding)",
+            opts.window
+        ),
+        &run.rtt,
+        "ms",
+    );
+    if let Some(ns) = run.server_cpu_ns {
+        res.row(
+            S,
+            "server_cpu_per_req",
+            "server CPU per request".into(),
+            ns as f64 / 1e3 / run.ok as f64,
+            "µs",
+        );
+        res.row(
+            S,
+            "server_cpu",
+            "server CPU (of one core)".into(),
+            100.0 * ns as f64 / 1e9 / run.secs,
+            "%",
+        );
+    }
+    if let Some((ns, wall)) = run.loadgen_cpu {
+        res.row(
+            S,
+            "loadgen_cpu",
+            "loadgen CPU (of one core)".into(),
+            100.0 * ns as f64 / wall.as_nanos() as f64,
+            "%",
+        );
+    }
+    Ok(())
+}
