@@ -1,0 +1,62 @@
+//! Scaling: delivered pushes/s (y) against connections (x, log scale), one line per server.
+
+use super::{color, err, label_font, small_font, svg, title_font, Series};
+use crate::numfmt::{grouped, short};
+use plotters::prelude::*;
+
+/// Renders one line per `(series, points)`; points are `(clients, pushes/s)`, sorted by
+/// clients.
+pub fn render(
+    title: &str,
+    lines: &[(Series, Vec<(f64, f64)>)],
+    footer: &str,
+) -> Result<String, String> {
+    let xs = lines.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
+    let (lo, hi) = xs.fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
+    let y_max = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(0.0, f64::max);
+    if !lo.is_finite() || lo <= 0.0 || y_max <= 0.0 {
+        return Err("no positive point to draw".into());
+    }
+    let (lo, hi) = (lo / 1.5, hi * 1.5);
+    svg(footer, |area| {
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, title_font())
+            .margin(12)
+            .x_label_area_size(46)
+            .y_label_area_size(72)
+            .build_cartesian_2d((lo..hi).log_scale(), 0.0..y_max * 1.2)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("connections (bound sessions, log scale)")
+            .y_desc("delivered pushes/s")
+            .axis_desc_style(label_font())
+            .label_style(small_font())
+            .x_label_formatter(&|v| grouped(v.round() as u64))
+            .y_label_formatter(&|v| short(*v))
+            .draw()
+            .map_err(err)?;
+        for (s, points) in lines {
+            let c = color(s.color);
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(s.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(small_font())
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .draw()
+            .map_err(err)
+    })
+}
