@@ -68,10 +68,18 @@ pub mod tail;
 /// ```
 pub fn stamp_date(dir_name: &str) -> Option<String> {
     let b = dir_name.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     if b.len() != 16 || !digits(0..8) || b[8] != b'T' || !digits(9..15) || b[15] != b'Z' {
         return None;
     }
     let d = dir_name;
-    Some(format!("{}-{}-{} {}:{} UTC", &d[0..4], &d[4..6], &d[6..8], &d[9..11], &d[11..13]))
+    Some(format!(
+        "{}-{}-{} {}:{} UTC",
+        &d[0..4],
+        &d[4..6],
+        &d[6..8],
+        &d[9..11],
+        &d[11..13]
+    ))
 }

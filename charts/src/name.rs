@@ -89,7 +89,10 @@ mod tests {
         assert_eq!(RunName::parse("gate-scale-").scale, None);
         assert_eq!(RunName::parse("gate-scale-12x").scale, None);
         assert_eq!(RunName::parse("gate-scale-+5").scale, None);
-        assert_eq!(RunName::parse("gate-scale-99999999999999999999999").scale, None);
+        assert_eq!(
+            RunName::parse("gate-scale-99999999999999999999999").scale,
+            None
+        );
         let o = RunName::parse("nginx-1k");
         assert_eq!(o.server.display(), "nginx");
         // No dash, or a leading dash: the whole stem names the server.

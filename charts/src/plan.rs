@@ -28,7 +28,11 @@ pub const LATENCY_KEYS: [(&str, &str); 5] = [
 
 /// The CPU chart's panels: title, row key, y axis title.
 const CPU_PANELS: [(&str, &str, &str); 2] = [
-    ("server CPU per push", "blast.server_cpu_per_push", "server CPU per push (µs)"),
+    (
+        "server CPU per push",
+        "blast.server_cpu_per_push",
+        "server CPU per push (µs)",
+    ),
     (
         "server CPU per session setup",
         "setup.server_cpu_per_setup",
@@ -85,7 +89,9 @@ struct Context {
 
 impl Context {
     fn new(runs: &[Run], date: Option<&str>) -> Context {
-        let machine = runs.iter().find_map(|r| r.machine.cpu.as_ref().map(|c| (c, r)));
+        let machine = runs
+            .iter()
+            .find_map(|r| r.machine.cpu.as_ref().map(|c| (c, r)));
         let mut footer = match machine {
             Some((cpu, r)) => match r.machine.nproc {
                 Some(n) => format!("machine: {cpu}, nproc {n}"),
@@ -97,16 +103,29 @@ impl Context {
             footer.push_str(&format!(" · {d}"));
         }
         footer.push_str(" · gatehouse loadgen, loopback");
-        let mut keyed: Vec<(Server, String)> = runs
+        // Colours by server, then the most I/O threads first (the main gatehouse setup gets
+        // the first colour).
+        let mut keyed: Vec<(Server, std::cmp::Reverse<Option<u64>>, String)> = runs
             .iter()
-            .map(|r| (r.name.server.clone(), r.label()))
+            .map(|r| {
+                (
+                    r.name.server.clone(),
+                    std::cmp::Reverse(r.io_threads),
+                    r.label(),
+                )
+            })
             .collect();
         keyed.sort();
         keyed.dedup();
         Context {
             footer,
-            labels: keyed.into_iter().map(|(_, l)| l).collect(),
+            labels: keyed.into_iter().map(|(_, _, l)| l).collect(),
         }
+    }
+
+    /// The colour index of a label.
+    fn color(&self, label: &str) -> usize {
+        self.labels.iter().position(|l| l == label).unwrap_or(0)
     }
 
     /// Series for `runs` in colour order, labels made unique with the run name when needed.
@@ -116,7 +135,7 @@ impl Context {
                 let label = r.label();
                 let twins = runs.iter().filter(|o| o.label() == label).count();
                 Series {
-                    color: self.labels.iter().position(|l| *l == label).unwrap_or(0),
+                    color: self.color(&label),
                     label: if twins > 1 {
                         format!("{label} [{}]", r.name.stem)
                     } else {
@@ -164,7 +183,13 @@ fn by_clients<'a>(runs: &[&'a Run]) -> Vec<(u64, bool, Vec<&'a Run>)> {
 fn file_part(s: &str) -> String {
     s.chars()
         .take(40)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -190,7 +215,12 @@ fn latency_charts(
         for key in keys {
             let scenario = key.split('.').next().unwrap_or(&key).to_string();
             let file = format!("latency-{}{suffix}.svg", file_part(&scenario));
-            let with = ctx.ordered(runs.iter().copied().filter(|r| r.latency(&key).is_some()).collect());
+            let with = ctx.ordered(
+                runs.iter()
+                    .copied()
+                    .filter(|r| r.latency(&key).is_some())
+                    .collect(),
+            );
             let ran: Vec<&Run> = runs.iter().copied().filter(|r| r.ran(&scenario)).collect();
             if with.is_empty() {
                 if !ran.is_empty() {
@@ -210,10 +240,8 @@ fn latency_charts(
                 } else {
                     "no entry for this key"
                 };
-                p.warnings.push(format!(
-                    "{file}: no curve for run {}: {why}",
-                    r.name.stem
-                ));
+                p.warnings
+                    .push(format!("{file}: no curve for run {}: {why}", r.name.stem));
             }
             let series = ctx.series(&with);
             let curves: Vec<(Series, &Latency)> = series
@@ -251,11 +279,39 @@ fn bar_chart(
         Bars::Cpu => ("cpu.svg", CPU_PANELS.to_vec()),
         Bars::Memory => (
             "memory.svg",
-            vec![("RSS per idle bound session", RSS_KEY, "bytes per session (VmRSS delta)")],
+            vec![(
+                "RSS per idle bound session",
+                RSS_KEY,
+                "bytes per session (VmRSS delta)",
+            )],
         ),
     };
     let all: Vec<&Run> = ctx.ordered(groups.iter().flat_map(|g| g.2.iter().copied()).collect());
-    let series = ctx.series(&all);
+    // One series per label (a colour in the legend), shared by the groups; a run whose label
+    // another run of its group also has gets its own series, named after the run.
+    let mut series: Vec<Series> = Vec::new();
+    let mut series_of: Vec<usize> = Vec::new();
+    for r in &all {
+        let twins = groups
+            .iter()
+            .find(|g| g.2.iter().any(|o| std::ptr::eq(*o, *r)))
+            .map_or(0, |g| g.2.iter().filter(|o| o.label() == r.label()).count());
+        let s = Series {
+            color: ctx.color(&r.label()),
+            label: if twins > 1 {
+                format!("{} [{}]", r.label(), r.name.stem)
+            } else {
+                r.label()
+            },
+        };
+        series_of.push(match series.iter().position(|x| *x == s) {
+            Some(i) => i,
+            None => {
+                series.push(s);
+                series.len() - 1
+            }
+        });
+    }
     let mut panels = Vec::new();
     let mut servers: Vec<&Server> = Vec::new();
     for (title, key, y_desc) in &specs {
@@ -267,6 +323,7 @@ fn bar_chart(
                 .filter(|(_, r)| runs.iter().any(|g| std::ptr::eq(*g, **r)))
                 .filter_map(|(i, r)| r.value(key).map(|v| (i, v)))
                 .collect();
+            let runs_of_bars: Vec<usize> = bars.iter().map(|b| b.0).collect();
             if bars.is_empty() {
                 continue;
             }
@@ -282,12 +339,18 @@ fn bar_chart(
                     .map(|b| b.1)
             };
             let note = match (reference(Server::Pinus), reference(Server::Gatehouse)) {
-                (Some(pv), Some(gv)) if gv > 0.0 => Some(format!("pinus ÷ gatehouse = {}×", short(pv / gv))),
+                (Some(pv), Some(gv)) if gv > 0.0 => {
+                    Some(format!("pinus/gatehouse = {}×", short(pv / gv)))
+                }
                 _ => None,
             };
             out.push(Group {
                 name: format!("{} clients", grouped(*clients)),
-                bars,
+                bars: runs_of_bars
+                    .iter()
+                    .zip(&bars)
+                    .map(|(&i, b)| (series_of[i], b.1))
+                    .collect(),
                 note,
             });
         }
@@ -318,7 +381,11 @@ fn bar_chart(
     }
     for r in &all {
         if keys.iter().all(|k| r.value(k).is_none()) {
-            p.warnings.push(format!("{file}: no bar for run {}: no {}", r.name.stem, keys.join(" or ")));
+            p.warnings.push(format!(
+                "{file}: no bar for run {}: no {}",
+                r.name.stem,
+                keys.join(" or ")
+            ));
         }
     }
     let counts: Vec<String> = groups.iter().map(|g| grouped(g.0)).collect();
@@ -326,7 +393,10 @@ fn bar_chart(
         Bars::Cpu => "Server CPU time per operation",
         Bars::Memory => "Memory per idle bound session",
     };
-    let title = format!("{what} at {} clients (lower is better)", counts.join(" and "));
+    let title = format!(
+        "{what} at {} clients (lower is better)",
+        counts.join(" and ")
+    );
     let svg = chart::bars::render(&title, &series, &panels, &ctx.footer)
         .map_err(|e| format!("{file}: {e}"))?;
     p.charts.push((file.to_string(), svg));
@@ -339,11 +409,14 @@ fn scaling_chart(ctx: &Context, runs: &[Run], p: &mut Plan) -> Result<(), String
     let mut lines: Vec<(Series, Vec<(f64, f64)>)> = Vec::new();
     for r in &scale {
         let (Some(n), Some(v)) = (r.clients.or(r.name.scale), r.value(RATE_KEY)) else {
-            p.warnings.push(format!("{FILE}: no point for run {}: no {RATE_KEY}", r.name.stem));
+            p.warnings.push(format!(
+                "{FILE}: no point for run {}: no {RATE_KEY}",
+                r.name.stem
+            ));
             continue;
         };
         let label = r.label();
-        let color = ctx.labels.iter().position(|l| *l == label).unwrap_or(0);
+        let color = ctx.color(&label);
         match lines.iter_mut().find(|l| l.0.label == label) {
             Some(l) => l.1.push((n as f64, v)),
             None => lines.push((Series { label, color }, vec![(n as f64, v)])),
@@ -359,7 +432,10 @@ fn scaling_chart(ctx: &Context, runs: &[Run], p: &mut Plan) -> Result<(), String
         l.1.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     let xs: Vec<u64> = {
-        let mut v: Vec<u64> = lines.iter().flat_map(|l| l.1.iter().map(|q| q.0 as u64)).collect();
+        let mut v: Vec<u64> = lines
+            .iter()
+            .flat_map(|l| l.1.iter().map(|q| q.0 as u64))
+            .collect();
         v.sort_unstable();
         v
     };
@@ -369,7 +445,8 @@ fn scaling_chart(ctx: &Context, runs: &[Run], p: &mut Plan) -> Result<(), String
         _ => String::new(),
     };
     let title = format!("Delivered pushes/s vs connections (blast, {span})");
-    let svg = chart::scaling::render(&title, &lines, &ctx.footer).map_err(|e| format!("{FILE}: {e}"))?;
+    let svg =
+        chart::scaling::render(&title, &lines, &ctx.footer).map_err(|e| format!("{FILE}: {e}"))?;
     p.charts.push((FILE.to_string(), svg));
     Ok(())
 }

@@ -64,11 +64,12 @@ fn draw_panel<DB: DrawingBackend>(
         x += 1.0;
     }
     let x_axis = TickedAxis {
-        range: 0.0..(x - 0.5).max(1.0),
+        range: -0.5..x.max(1.0),
         ticks: centers.clone(),
     };
     let max = placed.iter().map(|p| p.1).fold(0.0, f64::max);
-    let y_top = if max > 0.0 { max * 1.6 } else { 1.0 };
+    // Headroom over the bars for the value labels, the ratio and the legend.
+    let y_top = if max > 0.0 { max * 1.8 } else { 1.0 };
     let mut chart = ChartBuilder::on(cell)
         .caption(&panel.title, label_font())
         .margin(10)
@@ -91,6 +92,7 @@ fn draw_panel<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .max_light_lines(2)
         .y_desc(&panel.y_desc)
         .axis_desc_style(label_font())
         .label_style(small_font())
@@ -110,16 +112,19 @@ fn draw_panel<DB: DrawingBackend>(
         }
         let c = color(s.color);
         chart
-            .draw_series(mine.iter().map(|&&(_, v, x0)| {
-                Rectangle::new([(x0 + 0.08, 0.0), (x0 + 0.92, v)], c.filled())
-            }))
+            .draw_series(
+                mine.iter().map(|&&(_, v, x0)| {
+                    Rectangle::new([(x0 + 0.08, 0.0), (x0 + 0.92, v)], c.filled())
+                }),
+            )
             .map_err(err)?
             .label(s.label.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
         chart
-            .draw_series(mine.iter().map(|&&(_, v, x0)| {
-                Text::new(short(v), (x0 + 0.5, v + y_top * 0.01), above())
-            }))
+            .draw_series(
+                mine.iter()
+                    .map(|&&(_, v, x0)| Text::new(short(v), (x0 + 0.5, v + y_top * 0.01), above())),
+            )
             .map_err(err)?;
     }
     for (g, c) in panel.groups.iter().zip(&centers) {

@@ -49,6 +49,7 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
             .y_desc("percentile (tail-expanded)")
             .axis_desc_style(label_font())
             .label_style(small_font())
+            .max_light_lines(4)
             .x_label_formatter(&|v| short(*v))
             .y_label_formatter(&|v| tail_label(*v))
             .draw()
@@ -64,7 +65,9 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
                 .draw_series(LineSeries::new(points, c.stroke_width(2)))
                 .map_err(err)?
                 .label(legend)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
             let marks = [(0.5, l.p50), (0.99, l.p99)];
             chart
                 .draw_series(marks.into_iter().filter_map(|(q, v)| {

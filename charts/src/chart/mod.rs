@@ -61,7 +61,7 @@ where
         root.fill(&WHITE).map_err(err)?;
         let (main, foot) = root.split_vertically(HEIGHT - FOOTER);
         draw(&main)?;
-        let style = (FAMILY, 12).into_font().color(&RGBColor(90, 90, 90));
+        let style = (FAMILY, 15).into_font().color(&RGBColor(90, 90, 90));
         foot.draw(&Text::new(footer.to_string(), (10, 4), style))
             .map_err(err)?;
         root.present().map_err(err)?;
@@ -71,15 +71,15 @@ where
 
 /// Title font.
 pub(crate) fn title_font() -> FontDesc<'static> {
-    (FAMILY, 18).into_font()
+    (FAMILY, 22).into_font()
 }
 
 /// Axis title and legend font.
 pub(crate) fn label_font() -> FontDesc<'static> {
-    (FAMILY, 14).into_font()
+    (FAMILY, 17).into_font()
 }
 
 /// Tick label and annotation font.
 pub(crate) fn small_font() -> FontDesc<'static> {
-    (FAMILY, 12).into_font()
+    (FAMILY, 15).into_font()
 }

@@ -35,6 +35,7 @@ pub fn render(
             .y_desc("delivered pushes/s")
             .axis_desc_style(label_font())
             .label_style(small_font())
+            .max_light_lines(4)
             .x_label_formatter(&|v| grouped(v.round() as u64))
             .y_label_formatter(&|v| short(*v))
             .draw()
@@ -45,7 +46,9 @@ pub fn render(
                 .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
                 .map_err(err)?
                 .label(s.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
                 .map_err(err)?;
