@@ -40,6 +40,9 @@ const CPU_PANELS: [(&str, &str, &str); 2] = [
     ),
 ];
 
+/// At most this many latency keys beyond [`LATENCY_KEYS`] get a chart (one file each).
+const MAX_EXTRA_KEYS: usize = 16;
+
 /// The memory chart's row key.
 const RSS_KEY: &str = "memory.rss_per_session";
 /// The scaling chart's row key.
@@ -207,9 +210,17 @@ fn latency_charts(
         let mut keys: Vec<String> = LATENCY_KEYS.iter().map(|k| k.0.to_string()).collect();
         for r in runs {
             for l in r.latencies.iter().flatten() {
-                if !keys.contains(&l.key) {
-                    keys.push(l.key.clone());
+                if keys.contains(&l.key) {
+                    continue;
                 }
+                if keys.len() >= LATENCY_KEYS.len() + MAX_EXTRA_KEYS {
+                    p.warnings.push(format!(
+                        "run {}: latency key {} not drawn: more than {MAX_EXTRA_KEYS} unknown keys",
+                        r.name.stem, l.key
+                    ));
+                    continue;
+                }
+                keys.push(l.key.clone());
             }
         }
         for key in keys {
@@ -314,6 +325,7 @@ fn bar_chart(
     }
     let mut panels = Vec::new();
     let mut servers: Vec<&Server> = Vec::new();
+    let mut negative = Vec::new();
     for (title, key, y_desc) in &specs {
         let mut out = Vec::new();
         for (clients, _, runs) in groups {
@@ -322,6 +334,16 @@ fn bar_chart(
                 .enumerate()
                 .filter(|(_, r)| runs.iter().any(|g| std::ptr::eq(*g, **r)))
                 .filter_map(|(i, r)| r.value(key).map(|v| (i, v)))
+                .filter(|&(i, v)| {
+                    // A negative cost (e.g. RSS shrank during the run) is no bar height.
+                    if v < 0.0 {
+                        negative.push(format!(
+                            "{file}: no bar for run {}: {key} is negative ({v})",
+                            all[i].name.stem
+                        ));
+                    }
+                    v >= 0.0
+                })
                 .collect();
             let runs_of_bars: Vec<usize> = bars.iter().map(|b| b.0).collect();
             if bars.is_empty() {
@@ -362,6 +384,7 @@ fn bar_chart(
             });
         }
     }
+    p.warnings.append(&mut negative);
     let keys: Vec<&str> = specs.iter().map(|s| s.1).collect();
     if panels.is_empty() {
         p.skipped.push(format!(
@@ -449,4 +472,60 @@ fn scaling_chart(ctx: &Context, runs: &[Run], p: &mut Plan) -> Result<(), String
         chart::scaling::render(&title, &lines, &ctx.footer).map_err(|e| format!("{FILE}: {e}"))?;
     p.charts.push((FILE.to_string(), svg));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stem: &str, clients: u64) -> Run {
+        let json = format!(r#"{{"settings": {{"clients": {clients}}}, "rows": []}}"#);
+        Run::from_json(stem, &json).unwrap()
+    }
+
+    #[test]
+    fn the_most_common_client_count_is_the_main_one() {
+        let runs = [
+            run("gate-1k", 1000),
+            run("pinus-1k", 1000),
+            run("gate-10k", 10000),
+        ];
+        let refs: Vec<&Run> = runs.iter().collect();
+        let g = by_clients(&refs);
+        let main: Vec<(u64, bool)> = g.iter().map(|g| (g.0, g.1)).collect();
+        assert_eq!(main, [(1000, true), (10000, false)]);
+        // A tie goes to the smaller count.
+        let runs = [run("gate-a", 5000), run("gate-b", 200)];
+        let refs: Vec<&Run> = runs.iter().collect();
+        let main: Vec<(u64, bool)> = by_clients(&refs).iter().map(|g| (g.0, g.1)).collect();
+        assert_eq!(main, [(200, true), (5000, false)]);
+    }
+
+    #[test]
+    fn file_names_are_sanitised() {
+        assert_eq!(file_part("echo"), "echo");
+        assert_eq!(file_part("../x y"), "___x_y");
+        assert_eq!(file_part(&"a".repeat(100)).len(), 40);
+    }
+
+    #[test]
+    fn negative_values_are_not_drawn() {
+        let mk = |stem: &str, rss: f64| {
+            let json = format!(
+                r#"{{"settings": {{"clients": 1000}}, "rows": [{{"key": "{RSS_KEY}", "value": {rss}}}]}}"#
+            );
+            Run::from_json(stem, &json).unwrap()
+        };
+        let p = plan(&[mk("gate-1k", -50.0), mk("pinus-1k", 9000.0)], None).unwrap();
+        assert!(p
+            .warnings
+            .iter()
+            .any(|w| w.contains("gate-1k") && w.contains("negative")));
+        // One server left: no comparison chart.
+        assert!(
+            p.charts.iter().all(|c| c.0 != "memory.svg"),
+            "{:?}",
+            p.skipped
+        );
+    }
 }

@@ -1,8 +1,10 @@
-//! An axis with explicit ticks, for the tail-expanding percentile scale and the bar slots.
+//! An axis with explicit ticks, for the tail-expanding percentile scale, the log scales and the
+//! bar slots.
 //!
-//! plotters picks tick positions itself on numeric axes; these axes instead put ticks exactly
-//! where the chart says (0 %, 90 %, 99 %, … or the centre of each bar group), and the chart
-//! labels them with its own formatter.
+//! plotters picks tick positions itself on numeric axes (and on a log axis spanning one or two
+//! decades it labels every 2…9 multiple, which overlap). These axes put ticks exactly where the
+//! chart says (0 %, 90 %, 99 %, …; powers of ten; the centre of each bar group), and the chart
+//! labels them with its own formatter. A log axis is a [`TickedAxis`] over `log10(value)`.
 
 use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, Ranged, ValueFormatter};
 use std::ops::Range;
@@ -44,5 +46,36 @@ impl Ranged for TickedAxis {
 impl ValueFormatter<f64> for TickedAxis {
     fn format(value: &f64) -> String {
         format!("{value}")
+    }
+}
+
+/// Ticks of a log axis over `lo..=hi` (powers of ten), in log10 space: every decade, and 2×
+/// and 5× between them when the axis spans at most two decades.
+pub(crate) fn decade_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let fine = b - a <= 2;
+    let mut t = Vec::new();
+    for d in a..=b {
+        t.push(f64::from(d));
+        if fine && d < b {
+            t.push(f64::from(d) + 2f64.log10());
+            t.push(f64::from(d) + 5f64.log10());
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decade_ticks_are_fine_only_on_short_axes() {
+        let t: Vec<f64> = decade_ticks(10.0, 1000.0)
+            .into_iter()
+            .map(|v| (10f64.powf(v) * 1e6).round() / 1e6)
+            .collect();
+        assert_eq!(t, [10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]);
+        assert_eq!(decade_ticks(10.0, 1e6).len(), 6);
     }
 }

@@ -1,7 +1,7 @@
-//! Latency CDF: x = latency in µs on a log scale, y = percentile on the tail-expanding scale
+//! Latency CDF: x = latency in µs on a log scale (plotted as log10), y = percentile on the tail-expanding scale
 //! of [`crate::tail`]; one curve per run, p50 and p99 marked with dots.
 
-use super::axis::TickedAxis;
+use super::axis::{decade_ticks, TickedAxis};
 use super::{color, err, label_font, small_font, svg, title_font, Series};
 use crate::latency::Latency;
 use crate::numfmt::short;
@@ -31,6 +31,10 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
         .map(|(_, l)| nines_for(l.count))
         .max()
         .unwrap_or(2);
+    let x_axis = TickedAxis {
+        range: lo.log10()..hi.log10(),
+        ticks: decade_ticks(lo, hi),
+    };
     let y_axis = TickedAxis {
         range: 0.0..f64::from(top),
         ticks: tail_ticks(top),
@@ -41,7 +45,7 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
             .margin(12)
             .x_label_area_size(46)
             .y_label_area_size(72)
-            .build_cartesian_2d((lo..hi).log_scale(), y_axis)
+            .build_cartesian_2d(x_axis, y_axis)
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -50,13 +54,16 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
             .axis_desc_style(label_font())
             .label_style(small_font())
             .max_light_lines(4)
-            .x_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| short(10f64.powf(*v)))
             .y_label_formatter(&|v| tail_label(*v))
             .draw()
             .map_err(err)?;
         for (series, l) in curves {
             let c = color(series.color);
-            let points = l.cdf.iter().map(|&(q, us)| (us.max(lo), tail_y(q, top)));
+            let points = l
+                .cdf
+                .iter()
+                .map(|&(q, us)| (us.max(lo).log10(), tail_y(q, top)));
             let mut legend = series.label.clone();
             if let Some(p99) = l.p99 {
                 legend.push_str(&format!(" (p99 {} µs, n={})", short(p99), l.count));
@@ -71,7 +78,7 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
             let marks = [(0.5, l.p50), (0.99, l.p99)];
             chart
                 .draw_series(marks.into_iter().filter_map(|(q, v)| {
-                    v.map(|us| Circle::new((us.max(lo), tail_y(q, top)), 4, c.filled()))
+                    v.map(|us| Circle::new((us.max(lo).log10(), tail_y(q, top)), 4, c.filled()))
                 }))
                 .map_err(err)?;
         }

@@ -1,5 +1,6 @@
 //! Scaling: delivered pushes/s (y) against connections (x, log scale), one line per server.
 
+use super::axis::TickedAxis;
 use super::{color, err, label_font, small_font, svg, title_font, Series};
 use crate::numfmt::{grouped, short};
 use plotters::prelude::*;
@@ -20,14 +21,24 @@ pub fn render(
     if !lo.is_finite() || lo <= 0.0 || y_max <= 0.0 {
         return Err("no positive point to draw".into());
     }
-    let (lo, hi) = (lo / 1.5, hi * 1.5);
+    // x is plotted as log10(clients), with a tick at each client count of the sweep.
+    let mut ticks: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0.log10()))
+        .collect();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    let x_axis = TickedAxis {
+        range: (lo / 1.5).log10()..(hi * 1.5).log10(),
+        ticks,
+    };
     svg(footer, |area| {
         let mut chart = ChartBuilder::on(area)
             .caption(title, title_font())
             .margin(12)
             .x_label_area_size(46)
             .y_label_area_size(72)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0..y_max * 1.2)
+            .build_cartesian_2d(x_axis, 0.0..y_max * 1.2)
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -35,22 +46,28 @@ pub fn render(
             .y_desc("delivered pushes/s")
             .axis_desc_style(label_font())
             .label_style(small_font())
-            .max_light_lines(4)
-            .x_label_formatter(&|v| grouped(v.round() as u64))
+            .x_label_formatter(&|v| grouped(10f64.powf(*v).round() as u64))
             .y_label_formatter(&|v| short(*v))
             .draw()
             .map_err(err)?;
         for (s, points) in lines {
             let c = color(s.color);
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points.iter().map(|&(x, y)| (x.log10(), y)),
+                    c.stroke_width(2),
+                ))
                 .map_err(err)?
                 .label(s.label.clone())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
                 });
             chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&(x, y)| Circle::new((x.log10(), y), 4, c.filled())),
+                )
                 .map_err(err)?;
         }
         chart
