@@ -11,6 +11,13 @@
 //! | `memory.svg` | RSS per idle bound session per server and client count, with the ratio | y: bytes |
 //! | `scaling.svg` | delivered pushes/s against connections, one line per server, from the `<server>-scale-<N>` runs | x: connections, log scale; y: pushes/s |
 //!
+//! `bench/compare.sh` draws them after its runs; `bench/charts.sh [DIR]` redraws them from a
+//! results directory (the newest under `bench/results/` by default), and
+//! `cargo run --release -p gatehouse-charts -- --out OUT FILE_OR_DIR...` draws any set of runs.
+//! Which charts were not drawn, and why, goes to stderr; the paths written go to stdout. Exit
+//! status: 0 when at least one chart was written, 1 on an unreadable or invalid input (the
+//! message names the file) or when nothing could be drawn, 2 on a usage error.
+//!
 //! # The tail-expanding y axis
 //!
 //! A CDF on a linear percentile axis squeezes p99 and beyond into a few pixels. The latency

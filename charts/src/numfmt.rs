@@ -52,6 +52,17 @@ fn sig3(v: f64) -> String {
     }
 }
 
+/// A latency given in µs, in the unit that keeps it short: `276 µs`, `51.1 ms`, `2.32 s`.
+pub fn duration_us(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{} s", sig3(us / 1e6))
+    } else if us >= 1e3 {
+        format!("{} ms", sig3(us / 1e3))
+    } else {
+        format!("{} µs", sig3(us))
+    }
+}
+
 /// A client count as a file-name suffix: `10000` → `"10k"`, `1500` → `"1500"`.
 pub fn count_suffix(n: u64) -> String {
     if n >= 1000 && n.is_multiple_of(1000) {
@@ -77,6 +88,9 @@ mod tests {
         assert_eq!(short(0.1234), "0.123");
         assert_eq!(short(12.0), "12");
         assert_eq!(count_suffix(10000), "10k");
+        assert_eq!(duration_us(276.4), "276 µs");
+        assert_eq!(duration_us(51_120.0), "51.1 ms");
+        assert_eq!(duration_us(2_317_000.0), "2.32 s");
         assert_eq!(count_suffix(1500), "1500");
     }
 }

@@ -4,7 +4,7 @@
 use super::axis::{decade_ticks, TickedAxis};
 use super::{color, err, label_font, small_font, svg, title_font, Series};
 use crate::latency::Latency;
-use crate::numfmt::short;
+use crate::numfmt::{duration_us, grouped, short};
 use crate::tail::{nines_for, tail_label, tail_ticks, tail_y};
 use plotters::prelude::*;
 
@@ -66,7 +66,11 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
                 .map(|&(q, us)| (us.max(lo).log10(), tail_y(q, top)));
             let mut legend = series.label.clone();
             if let Some(p99) = l.p99 {
-                legend.push_str(&format!(" (p99 {} µs, n={})", short(p99), l.count));
+                legend.push_str(&format!(
+                    " (p99 {}, n={})",
+                    duration_us(p99),
+                    grouped(l.count)
+                ));
             }
             chart
                 .draw_series(LineSeries::new(points, c.stroke_width(2)))
