@@ -1,9 +1,11 @@
-//! Scaling: delivered pushes/s (y) against connections (x, log scale), one line per server.
+//! Scaling: delivered pushes/s (y) against connections (x, log scale), one line per server,
+//! each point labelled with its value.
 
 use super::axis::TickedAxis;
 use super::{color, err, label_font, small_font, svg, title_font, Series};
 use crate::numfmt::{grouped, short};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Renders one line per `(series, points)`; points are `(clients, pushes/s)`, sorted by
 /// clients.
@@ -68,6 +70,15 @@ pub fn render(
                         .iter()
                         .map(|&(x, y)| Circle::new((x.log10(), y), 4, c.filled())),
                 )
+                .map_err(err)?;
+            // The value over each point: a slow server's line sits near zero on this scale.
+            let above = small_font()
+                .color(&c)
+                .pos(Pos::new(HPos::Center, VPos::Bottom));
+            chart
+                .draw_series(points.iter().map(|&(x, y)| {
+                    Text::new(short(y), (x.log10(), y + y_max * 0.015), above.clone())
+                }))
                 .map_err(err)?;
         }
         chart
