@@ -502,6 +502,43 @@ mod tests {
     }
 
     #[test]
+    fn another_client_count_gets_its_own_latency_files() {
+        let lat =
+            r#"[{"key": "blast.latency", "count": 100, "cdf": [[0, 10], [0.5, 20], [1, 90]]}]"#;
+        let mk = |stem: &str, clients: u64| {
+            let json = format!(
+                r#"{{"settings": {{"clients": {clients}}}, "latencies": {lat},
+                    "rows": [{{"key": "blast.pushes_per_s", "scenario": "blast", "value": 1}}]}}"#
+            );
+            Run::from_json(stem, &json).unwrap()
+        };
+        let runs = [
+            mk("gate-1k", 1000),
+            mk("pinus-1k", 1000),
+            mk("gate-10k", 10000),
+        ];
+        let p = plan(&runs, Some("2026-12-05 21:38 UTC")).unwrap();
+        let files: Vec<&str> = p.charts.iter().map(|c| c.0.as_str()).collect();
+        assert!(files.contains(&"latency-blast.svg"), "{files:?}");
+        assert!(files.contains(&"latency-blast-10k.svg"), "{files:?}");
+        let ten = &p
+            .charts
+            .iter()
+            .find(|c| c.0 == "latency-blast-10k.svg")
+            .unwrap()
+            .1;
+        assert!(ten.contains("10,000 clients") && !ten.contains("pinus"));
+        assert!(
+            ten.contains("2026-12-05 21:38 UTC"),
+            "the date is in the footer"
+        );
+        assert!(p
+            .skipped
+            .iter()
+            .any(|s| s.starts_with("scaling.svg: not written")));
+    }
+
+    #[test]
     fn file_names_are_sanitised() {
         assert_eq!(file_part("echo"), "echo");
         assert_eq!(file_part("../x y"), "___x_y");
