@@ -24,6 +24,9 @@ CLIENTS=${COMPARE_CLIENTS:-1000}
 SECONDS_PER=${COMPARE_SECONDS:-5}
 RUN_10K=${COMPARE_10K:-1}
 SCALE=${COMPARE_SCALE-100 300 1000 3000 10000}
+for n in $SCALE; do
+  case $n in ''|0*|*[!0-9]*) echo "compare.sh: COMPARE_SCALE: $n is not a client count" >&2; exit 1 ;; esac
+done
 PINUS_PORT=13010 # config/servers.json clientPort
 OUT=$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
@@ -43,6 +46,7 @@ cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; PIDS=(); }
 trap cleanup EXIT INT TERM
 
 hard=$(ulimit -Hn); want=$(( CLIENTS > 10000 ? CLIENTS + 1000 : 12000 ))
+for n in $SCALE; do [ "$n" -lt "$want" ] || want=$(( n + 1000 )); done
 if [ "$hard" = unlimited ] || [ "$hard" -ge "$want" ]; then ulimit -n "$want"; fi
 
 # --- build / install ----------------------------------------------------------------------------
@@ -101,7 +105,6 @@ fi
 # milliseconds and 10,000 clients take 10 rounds like the 10k runs above.
 scale_rounds() { local r=$(( 100000 / $1 )); echo $(( r > 10 ? r : 10 )); }
 for n in $SCALE; do
-  case $n in ''|*[!0-9]*) echo "compare.sh: COMPARE_SCALE: $n is not a client count" >&2; exit 1 ;; esac
   if [ "$n" -ge 10000 ] && [ "$RUN_10K" != 1 ]; then continue; fi
   start_pinus "scale-$n"
   loadgen "pinus-scale-$n" --addr 127.0.0.1:$PINUS_PORT --server-pid "$CONNECTOR" --clients "$n" --scenarios blast --rounds "$(scale_rounds "$n")" --blast-runs 1
