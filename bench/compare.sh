@@ -6,6 +6,12 @@
 #   bench/compare.sh                 1,000 clients (all scenarios) + 10,000 clients (blast)
 #   COMPARE_10K=0 bench/compare.sh   skip the 10,000-client runs
 #   COMPARE_SECONDS=5 COMPARE_CLIENTS=1000 ... other knobs (see below)
+#   COMPARE_SCALE="100 300 1000"     client counts of the scaling sweep (blast only, both
+#                                    servers; default 100 300 1000 3000 10000, 10000 only with
+#                                    COMPARE_10K=1; empty: no sweep)
+#
+# Then it draws SVG charts of the results (the `charts` crate; bench/charts.sh redraws them):
+# latency CDFs, server CPU per push and per setup, memory per session, pushes/s vs connections.
 #
 # Raw JSON of every run goes to bench/results/<UTC timestamp>/ (ignored by git), the table to
 # stdout and to that folder's table.txt. Everything this script starts is stopped by PID
@@ -17,6 +23,10 @@ APP=$ROOT/bench/pinus-app
 CLIENTS=${COMPARE_CLIENTS:-1000}
 SECONDS_PER=${COMPARE_SECONDS:-5}
 RUN_10K=${COMPARE_10K:-1}
+SCALE=${COMPARE_SCALE-100 300 1000 3000 10000}
+for n in $SCALE; do
+  case $n in ''|0*|*[!0-9]*) echo "compare.sh: COMPARE_SCALE: $n is not a client count" >&2; exit 1 ;; esac
+done
 PINUS_PORT=13010 # config/servers.json clientPort
 OUT=$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
@@ -36,6 +46,7 @@ cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; PIDS=(); }
 trap cleanup EXIT INT TERM
 
 hard=$(ulimit -Hn); want=$(( CLIENTS > 10000 ? CLIENTS + 1000 : 12000 ))
+for n in $SCALE; do [ "$n" -lt "$want" ] || want=$(( n + 1000 )); done
 if [ "$hard" = unlimited ] || [ "$hard" -ge "$want" ]; then ulimit -n "$want"; fi
 
 # --- build / install ----------------------------------------------------------------------------
@@ -52,6 +63,8 @@ loadgen() { # name, args... -> $OUT/name.json (progress in name.err)
   echo "compare.sh: loadgen $name: $*" >&2
   if ! timeout 600 "$LOADGEN" --json "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"; then
     echo "compare.sh: loadgen $name failed (see $OUT/$name.err)" >&2; tail -3 "$OUT/$name.err" >&2 || true
+    # An empty result (the loadgen died before printing) would stop the charts: drop it.
+    [ -s "$OUT/$name.json" ] || rm -f "$OUT/$name.json"
   fi
 }
 
@@ -86,6 +99,18 @@ loadgen gate-1k-t1 --spawn-gate --gate-bin "$GATE" --threads 1 --heartbeat 30 --
 if [ "$RUN_10K" = 1 ]; then
   loadgen gate-10k --spawn-gate --gate-bin "$GATE" --threads 2 --heartbeat 30 --clients 10000 --scenarios memory,blast --rounds 10 --blast-runs 1
 fi
+
+# --- scaling sweep: blast only, a fresh server per client count ---------------------------------
+# About 100,000 pushes per run: rounds = max(10, 100000 / N), so small N do not finish in
+# milliseconds and 10,000 clients take 10 rounds like the 10k runs above.
+scale_rounds() { local r=$(( 100000 / $1 )); echo $(( r > 10 ? r : 10 )); }
+for n in $SCALE; do
+  if [ "$n" -ge 10000 ] && [ "$RUN_10K" != 1 ]; then continue; fi
+  start_pinus "scale-$n"
+  loadgen "pinus-scale-$n" --addr 127.0.0.1:$PINUS_PORT --server-pid "$CONNECTOR" --clients "$n" --scenarios blast --rounds "$(scale_rounds "$n")" --blast-runs 1
+  stop_pinus
+  loadgen "gate-scale-$n" --spawn-gate --gate-bin "$GATE" --threads 2 --heartbeat 30 --clients "$n" --scenarios blast --rounds "$(scale_rounds "$n")" --blast-runs 1
+done
 
 # --- table --------------------------------------------------------------------------------------
 python3 - "$OUT" "$CLIENTS" <<'PY' | tee "$OUT/table.txt"
@@ -141,3 +166,13 @@ for name in ["pinus-1k", "pinus-10k", "gate-1k", "gate-1k-t1", "gate-10k"]:
         print(f"{name}: loadavg {m.get('loadavg_start')} -> {m.get('loadavg_end')}, machine busy {m.get('cpu_busy_pct', 0):.0f}%, server {m.get('server_cpu_pct', 0):.0f}%, loadgen {m.get('loadgen_cpu_pct', 0):.0f}% (of all cores)")
 PY
 echo "compare.sh: raw results in ${OUT#$ROOT/}" >&2
+
+# --- charts (built now: nothing is measured any more) ---------------------------------------------
+echo "compare.sh: building charts (release)" >&2
+if cargo build --release --locked --quiet -p gatehouse-charts \
+  && "$ROOT/target/release/charts" "$OUT" >"$OUT/charts.txt"; then
+  echo "compare.sh: charts (bench/charts.sh ${OUT#$ROOT/} redraws them):" >&2
+  sed "s|^$ROOT/||" "$OUT/charts.txt" >&2
+else
+  echo "compare.sh: no charts drawn (see the messages above)" >&2
+fi
