@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side by side: pinus 1.7.4 (bench/pinus-app) vs the gatehouse example gate, driven by the same
-# client (examples/loadgen.rs) in one run, loopback only. Prints one table with the
+# client (loadgen/, the gatehouse-loadgen crate) in one run, loopback only. Prints one table with the
 # gatehouse/pinus ratio per figure, plus gatehouse's 1 vs 2 I/O thread push rate.
 #
 #   bench/compare.sh                 1,000 clients (all scenarios) + 10,000 clients (blast)
