@@ -63,8 +63,10 @@ fn draw_panel<DB: DrawingBackend>(
         }
         x += 1.0;
     }
+    // Half a bar more on each side than the bars need: a group's note is wider than its bars
+    // and must not run off the panel's edge.
     let x_axis = TickedAxis {
-        range: -0.5..x.max(1.0),
+        range: -1.0..x.max(1.0) + 0.5,
         ticks: centers.clone(),
     };
     let max = placed.iter().map(|p| p.1).fold(0.0, f64::max);
