@@ -4,7 +4,8 @@
 #   doctests → npm ci in tests/interop → unit + integration tests (nextest, incl. the protobuf
 #   differential test against the JavaScript codecs) → the cluster crate (nextest, then its
 #   multi-process suite against a real redis-server) → interop with pinus's own codec (node)
-#   → the load generator (its tests, then a smoke run of the README's main command) → loom
+#   → the load generator (its tests, then a smoke run of the README's main command) → the
+#   charts (their tests, then the smoke run drawn) → loom
 #   models (+ mutants).
 # .ci/run calls this after fmt and clippy.
 #
@@ -157,7 +158,22 @@ e = lat["echo.rtt"]
 print(f"loadgen smoke: ok ({rows['setup.bound']:.0f} sessions, {rows['blast.pushes_per_s']:,.0f} pushes/s, "
       f"echo {e['count']} round trips p50 {e['percentiles']['p50']:.0f} us p99 {e['percentiles']['p99']:.0f} us)")
 PY
-rm -f "$loadgen_json"
+
+step "charts: their tests, then the smoke run's latency CDFs drawn from its JSON"
+# The chart renderer (charts/, package gatehouse-charts): unit and CLI tests on synthetic
+# fixtures, the committed charts redrawn from bench/data/ and compared byte for byte
+# (charts/tests/committed.rs), then the loadgen output above drawn as a single run.
+cargo test -p gatehouse-charts --locked
+charts_out=$(mktemp -d)
+trap 'rm -f "$loadgen_json"; rm -rf "$charts_out"' EXIT
+cargo run --locked --quiet -p gatehouse-charts -- --out "$charts_out" "$loadgen_json" ||
+    die "charts could not draw the loadgen smoke run's JSON"
+for chart in latency-echo latency-saturation latency-setup; do
+    head -c 4 "$charts_out/$chart.svg" 2>/dev/null | grep -q '<svg' ||
+        die "charts: $chart.svg was not drawn from the loadgen smoke run"
+done
+echo "charts smoke: $(ls "$charts_out" | wc -l) charts drawn from the loadgen smoke run"
+rm -rf "$loadgen_json" "$charts_out"
 
 if [ "${SKIP_LOOM:-0}" != 1 ]; then
     [ -f bin/loom.sh ] || die "bin/loom.sh is missing (set SKIP_LOOM=1 to opt out explicitly)"
