@@ -144,6 +144,10 @@ pub mod registry {
     }
 }
 
+/// The deterministic xorshift64 generator of the tests, fuzz harnesses and benches
+/// (`src/xorshift.rs`): seeded streams for sweeps, chunking and shuffles; not cryptographic.
+pub use crate::xorshift::XorShift;
+
 /// The connector's accept hand-off queue (`src/handoff.rs`), for its loom model.
 pub use crate::handoff::Handoff;
 

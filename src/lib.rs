@@ -122,6 +122,9 @@ pub mod protocol;
 #[cfg(not(gatehouse_loom))]
 pub mod server;
 mod ws;
+// The deterministic generator of the tests, fuzz harnesses and benches (`__private::XorShift`).
+#[cfg(feature = "internals")]
+mod xorshift;
 
 // Not API (feature `internals`): fuzz harnesses and test hooks for fuzz/, loom-tests/ and this
 // repository's tests. A user's build compiles none of it.

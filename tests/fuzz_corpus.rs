@@ -7,6 +7,7 @@
 //! `regress-*`), so this file is also their regression test.
 
 use gatehouse::__private::fuzz::TARGETS;
+use gatehouse::__private::XorShift;
 use gatehouse::protocol::PackageDecoder;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -104,24 +105,6 @@ fn committed_corpus_passes_every_target() {
     );
 }
 
-/// Marsaglia's xorshift64, for a sweep that is the same on every run.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// Inputs per target: raw random bytes (half of them small values, which are mostly valid
 /// types, opcodes and lengths), and corpus files with a few bytes flipped, cut or spliced.
 const SWEEP: usize = 1500;
@@ -130,27 +113,27 @@ const SWEEP: usize = 1500;
 fn random_sweep_through_every_target() {
     for (n, &(target, f)) in TARGETS.iter().enumerate() {
         let seeds: Vec<Vec<u8>> = corpus(target).into_iter().map(|(_, d)| d).collect();
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1) << 32);
+        let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1) << 32);
         for i in 0..SWEEP {
             let input: Vec<u8> = match i % 4 {
-                0 => (0..rng.below(96)).map(|_| rng.next() as u8).collect(),
-                1 => (0..rng.below(96))
-                    .map(|_| (rng.next() % 16) as u8)
+                0 => (0..rng.index(96)).map(|_| rng.next_u64() as u8).collect(),
+                1 => (0..rng.index(96))
+                    .map(|_| (rng.next_u64() % 16) as u8)
                     .collect(),
                 _ => {
-                    let mut s = seeds[rng.below(seeds.len())].clone();
-                    for _ in 0..=rng.below(4) {
+                    let mut s = rng.pick(&seeds).clone();
+                    for _ in 0..=rng.index(4) {
                         if s.is_empty() {
                             break;
                         }
-                        let at = rng.below(s.len());
-                        match rng.below(3) {
-                            0 => s[at] ^= 1 << rng.below(8),
+                        let at = rng.index(s.len());
+                        match rng.index(3) {
+                            0 => s[at] ^= 1 << rng.index(8),
                             1 => s.truncate(at),
                             _ => {
-                                let other = &seeds[rng.below(seeds.len())];
-                                let take = rng.below(24).min(other.len());
-                                let from = rng.below(other.len() - take + 1);
+                                let other = rng.pick(&seeds);
+                                let take = rng.index(24).min(other.len());
+                                let from = rng.index(other.len() - take + 1);
                                 s.splice(at..at, other[from..from + take].iter().copied());
                             }
                         }

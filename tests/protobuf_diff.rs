@@ -16,6 +16,7 @@
 //! Needs node and `tests/interop/node_modules` (`npm ci` in tests/interop; bin/test.sh does
 //! it). Missing either is a test FAILURE, never a skip.
 
+use gatehouse::__private::XorShift;
 use gatehouse::protocol::protobuf::Protos;
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -89,34 +90,6 @@ impl Drop for Peer {
         // By pid: this child only.
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-// === a tiny deterministic PRNG ===
-
-/// Marsaglia's xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
     }
 }
 
@@ -235,7 +208,7 @@ impl Schema {
             .and_then(Value::as_object)
     }
 
-    fn value(&self, rng: &mut Rng, message: &Map<String, Value>, depth: usize) -> Value {
+    fn value(&self, rng: &mut XorShift, message: &Map<String, Value>, depth: usize) -> Value {
         let mut out = Map::new();
         for key in message.keys() {
             let words: Vec<&str> = key.split(' ').collect();
@@ -281,7 +254,7 @@ impl Schema {
 
     fn one(
         &self,
-        rng: &mut Rng,
+        rng: &mut XorShift,
         _scope: &Map<String, Value>,
         ty: &str,
         nested: Option<&Map<String, Value>>,
@@ -289,7 +262,7 @@ impl Schema {
         element: bool,
     ) -> Value {
         const BIG: u64 = (1 << 53) - 1;
-        let unsigned = |rng: &mut Rng| -> u64 {
+        let unsigned = |rng: &mut XorShift| -> u64 {
             match rng.below(4) {
                 0 => rng.below(128),
                 1 => rng.below(1 << 14),
@@ -318,7 +291,7 @@ impl Schema {
                 let f = match rng.below(3) {
                     0 => *rng.pick(&[0.5f32, -2.25, 1e-3, 3.4e38, -1.17e-38, 0.1, 7.0]),
                     _ => loop {
-                        let f = f32::from_bits(rng.next() as u32);
+                        let f = f32::from_bits(rng.next_u64() as u32);
                         if f.is_finite() {
                             break f;
                         }
@@ -334,7 +307,7 @@ impl Schema {
                     *rng.pick(&[0.5, -1.0, 1e300, 0.1])
                 } else {
                     loop {
-                        let d = f64::from_bits(rng.next());
+                        let d = f64::from_bits(rng.next_u64());
                         if d.is_finite() && d.abs() > 1e-300 {
                             break d;
                         }
@@ -453,7 +426,7 @@ fn check_message(
 fn game_protos_agree_with_pomelo_and_pinus() {
     let mut peer = Peer::start();
     let protos = init_and_compare(&mut peer, SERVER, CLIENT, true);
-    let mut rng = Rng(0x005e_ed0f_9a7e_4007);
+    let mut rng = XorShift::new(0x005e_ed0f_9a7e_4007);
     let mut count = 0;
     for (side, source) in [("server", SERVER), ("client", CLIENT)] {
         let schema = Schema::new(source);
@@ -512,8 +485,8 @@ fn the_move_push_of_the_docs() {
 #[test]
 fn random_proto_sources_parse_as_pinus_parses_them() {
     let mut peer = Peer::start();
-    let mut rng = Rng(0x0000_ddba_11c0_ffee);
-    fn message(rng: &mut Rng, depth: usize, with_map: bool) -> String {
+    let mut rng = XorShift::new(0x0000_ddba_11c0_ffee);
+    fn message(rng: &mut XorShift, depth: usize, with_map: bool) -> String {
         let mut keys = Vec::new();
         for _ in 0..rng.below(8) {
             let option = *rng.pick(&[
@@ -547,14 +520,14 @@ fn random_proto_sources_parse_as_pinus_parses_them() {
             keys.push("\"message\": 1, \"required uInt32\": 2, \"optional  a b\": 3".into());
         }
         if rng.chance(30) && !keys.is_empty() {
-            let again = keys[rng.below(keys.len() as u64) as usize].clone();
+            let again = rng.pick(&keys).clone();
             keys.push(again); // a repeated JSON key
         }
         format!("{{{}}}", keys.join(", "))
     }
     for i in 0..150 {
         let with_map = i % 3 == 0;
-        let file = |rng: &mut Rng| {
+        let file = |rng: &mut XorShift| {
             let mut routes = Vec::new();
             for _ in 0..rng.below(4) {
                 let route =
@@ -578,7 +551,7 @@ fn browser_build_requests_decode_as_pinus_decodes_them() {
     let mut peer = Peer::start();
     let protos = init_and_compare(&mut peer, SERVER, CLIENT, true);
     let schema = Schema::new(CLIENT);
-    let mut rng = Rng(0x0b0b_5e17_0000_0001);
+    let mut rng = XorShift::new(0x0b0b_5e17_0000_0001);
     let (mut compared, mut with_cesu8) = (0, 0);
     for (route, message) in schema.root.iter() {
         let message = message.as_object().unwrap();

@@ -40,6 +40,7 @@
 //! on purpose (a by-uid sender against a session cycling through bind A / unbind A / marker
 //! send / bind B / unbind B) and applies the same oracle.
 
+use gatehouse::__private::XorShift;
 use gatehouse::{
     BindError, CloseReason, Command, Frame, SendErrorKind, SessionConfig, SessionListener,
     SessionService, SessionSnapshot, Sid, Uid, UidSendError, UnbindError,
@@ -157,33 +158,6 @@ fn uid_index(uid: &str) -> usize {
     UIDS.iter()
         .position(|u| *u == uid)
         .unwrap_or_else(|| panic!("unexpected uid {uid:?}"))
-}
-
-// === xorshift =================================================================================
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> XorShift {
-        // splitmix64 of the seed, so nearby seeds give unrelated streams (and never 0).
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        XorShift((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 fn seed() -> u64 {
@@ -390,7 +364,7 @@ struct WorkerReport {
 }
 
 fn pick_sid(pool: &[AtomicU64], rng: &mut XorShift) -> Option<Sid> {
-    match pool[rng.below(POOL)].load(Ordering::Acquire) {
+    match pool[rng.index(POOL)].load(Ordering::Acquire) {
         0 => None,
         raw => Some(Sid::from_raw(raw)),
     }
@@ -403,14 +377,15 @@ fn worker(
     deadline: Instant,
     single: bool,
 ) -> WorkerReport {
-    let mut rng = XorShift::new(seed);
+    // splitmix64-scrambled: neighbouring (time-based) seeds give unrelated streams.
+    let mut rng = XorShift::splitmix(seed);
     let mut r = WorkerReport::default();
     let reasons = ["kicked", "moved", "maintenance"];
     while r.ops < OPS_PER_WORKER && (r.ops % 64 != 0 || Instant::now() < deadline) {
         r.ops += 1;
-        let uid_i = rng.below(UIDS.len());
+        let uid_i = rng.index(UIDS.len());
         let uid = UIDS[uid_i];
-        match rng.below(100) {
+        match rng.index(100) {
             // create (and sometimes an extra session that only uid operations will reach)
             0..=7 => {
                 r.done[0] += 1;
@@ -425,7 +400,7 @@ fn worker(
                     r.violations
                         .push(format!("{sid:?} not live and unbound after create"));
                 }
-                pool[rng.below(POOL)].store(sid.into_raw(), Ordering::Release);
+                pool[rng.index(POOL)].store(sid.into_raw(), Ordering::Release);
             }
             8..=32 => {
                 let Some(sid) = pick_sid(pool, &mut rng) else {
@@ -451,7 +426,7 @@ fn worker(
                 // Mostly the uid it has, sometimes a random one.
                 let current = service.get(sid).and_then(|i| i.uid);
                 let target = match &current {
-                    Some(u) if rng.below(4) != 0 => u.to_string(),
+                    Some(u) if rng.index(4) != 0 => u.to_string(),
                     _ => uid.to_string(),
                 };
                 r.done[2] += 1;
@@ -469,7 +444,7 @@ fn worker(
                 }
             }
             45..=49 => {
-                let reason = (rng.below(3) != 0).then(|| reasons[rng.below(3)]);
+                let reason = (rng.index(3) != 0).then(|| *rng.pick(&reasons));
                 r.done[3] += 1;
                 r.closed_by_me += service.kick(uid, reason) as u64;
             }
@@ -477,7 +452,7 @@ fn worker(
                 let Some(sid) = pick_sid(pool, &mut rng) else {
                     continue;
                 };
-                let reason = (rng.below(2) == 0).then(|| reasons[rng.below(3)]);
+                let reason = (rng.index(2) == 0).then(|| *rng.pick(&reasons));
                 r.done[4] += 1;
                 if service.kick_by_session_id(sid, reason) {
                     r.closed_by_me += 1;
@@ -546,7 +521,7 @@ fn worker(
                 let mut seen = HashSet::new();
                 let mut bad = Vec::new();
                 r.done[8] += 1;
-                if rng.below(2) == 0 {
+                if rng.index(2) == 0 {
                     service.for_each_bound_session(|sid, u| {
                         if !seen.insert(sid) || !UIDS.contains(&u.as_str()) {
                             bad.push(format!("bound walk: {sid:?} {u:?}"));

@@ -3,9 +3,9 @@
 use gatehouse::__private::ws::{
     binary_header, encode_binary, encode_binary_header, encode_client_frame, encode_close,
     encode_pong, fuzz_frames, fuzz_frames_roundtrip, header_len, run_decoder, unmask, Decoded,
-    Ending, FrameDecoder, OwnedEvent, WsError, WsEvent, XorShift, DEFAULT_MAX_MESSAGE,
-    MAX_HEADER_LEN,
+    Ending, FrameDecoder, OwnedEvent, WsError, WsEvent, DEFAULT_MAX_MESSAGE, MAX_HEADER_LEN,
 };
+use gatehouse::__private::XorShift;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -476,20 +476,20 @@ fn xorshift_sweep_20000_inputs_never_panics() {
         data.push(rng.next_u64() as u8); // limit
         data.push(rng.next_u64() as u8); // chunking
         if i % 2 == 0 {
-            let len = rng.below(200) as usize;
+            let len = rng.index(200);
             data.extend((0..len).map(|_| rng.next_u64() as u8));
         } else {
             // Plausible frames (masked, small), then a few flipped bytes.
             for _ in 0..1 + rng.below(4) {
-                let len = rng.below(140) as usize;
+                let len = rng.index(140);
                 let payload: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-                let opcode = [0u8, 1, 2, 8, 9, 10][rng.below(6) as usize];
+                let opcode = *rng.pick(&[0u8, 1, 2, 8, 9, 10]);
                 let mask = (rng.next_u64() as u32).to_le_bytes();
                 encode_client_frame(rng.below(4) != 0, opcode, mask, &payload, &mut data);
             }
             for _ in 0..rng.below(3) {
-                let at = 2 + rng.below(data.len() as u64 - 2) as usize;
-                data[at] ^= 1 << rng.below(8);
+                let at = 2 + rng.index(data.len() - 2);
+                data[at] ^= 1 << rng.index(8);
             }
         }
         fuzz_frames(&data);
@@ -500,7 +500,7 @@ fn xorshift_sweep_20000_inputs_never_panics() {
 fn xorshift_sweep_roundtrips() {
     let mut rng = XorShift::new(42);
     for _ in 0..2_000 {
-        let len = rng.below(2000) as usize;
+        let len = rng.index(2000);
         let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         fuzz_frames_roundtrip(&data);
         let text: Vec<u8> = (0..len).map(|_| b'a' + rng.below(26) as u8).collect();

@@ -10,29 +10,7 @@ use super::*;
 use serde_json::Value;
 use std::sync::OnceLock;
 
-/// Marsaglia's xorshift64: deterministic pseudo-random numbers for chunking and test sweeps.
-#[derive(Debug, Clone)]
-pub(crate) struct XorShift(u64);
-
-impl XorShift {
-    pub(crate) fn new(seed: u64) -> XorShift {
-        XorShift(seed | 1)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A value in `0..n` (`n > 0`).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+use crate::xorshift::XorShift;
 
 /// How a run over a whole stream ended.
 #[derive(Debug, PartialEq)]
@@ -108,7 +86,7 @@ pub fn fuzz_package_stream(data: &[u8]) {
     let mut rng = XorShift::new(seed ^ (stream.len() as u64) << 8);
     let max_chunk = 1 + (seed as usize % 64);
     assert_eq!(
-        chunked(stream, limit, &mut || 1 + rng.below(max_chunk)),
+        chunked(stream, limit, &mut || 1 + rng.index(max_chunk)),
         reference,
         "random chunks"
     );
@@ -381,30 +359,30 @@ mod tests {
         for i in 0..20_000 {
             let input: Vec<u8> = match i % 4 {
                 0 => {
-                    let len = rng.below(48);
+                    let len = rng.index(48);
                     (0..len).map(|_| rng.next_u64() as u8).collect()
                 }
                 1 => {
                     // Small bytes: mostly valid package and message types.
-                    let len = rng.below(48);
+                    let len = rng.index(48);
                     (0..len).map(|_| (rng.next_u64() % 8) as u8).collect()
                 }
                 _ => {
-                    let mut s = seeds[rng.below(seeds.len())].clone();
-                    for _ in 0..=rng.below(4) {
+                    let mut s = seeds[rng.index(seeds.len())].clone();
+                    for _ in 0..=rng.index(4) {
                         if s.is_empty() {
                             break;
                         }
-                        match rng.below(3) {
+                        match rng.index(3) {
                             0 => {
-                                let at = rng.below(s.len());
-                                s[at] ^= 1 << rng.below(8);
+                                let at = rng.index(s.len());
+                                s[at] ^= 1 << rng.index(8);
                             }
-                            1 => s.truncate(rng.below(s.len() + 1)),
+                            1 => s.truncate(rng.index(s.len() + 1)),
                             _ => {
-                                let at = rng.below(s.len());
-                                let other = &seeds[rng.below(seeds.len())];
-                                s.splice(at..at, other.iter().take(rng.below(16)).copied());
+                                let at = rng.index(s.len());
+                                let other = &seeds[rng.index(seeds.len())];
+                                s.splice(at..at, other.iter().take(rng.index(16)).copied());
                             }
                         }
                     }

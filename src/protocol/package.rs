@@ -569,7 +569,7 @@ mod tests {
         // Random splits.
         let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..500 {
-            let got = decode_chunked(&stream, 1024, &mut || rng.below(40) + 1);
+            let got = decode_chunked(&stream, 1024, &mut || rng.index(40) + 1);
             assert_eq!(got, reference);
         }
     }
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(reference.2, Some(PackageError::InvalidType(7)));
         let mut rng = XorShift::new(42);
         for _ in 0..200 {
-            let got = decode_chunked(&stream, 1024, &mut || rng.below(16) + 1);
+            let got = decode_chunked(&stream, 1024, &mut || rng.index(16) + 1);
             assert_eq!((got.0, got.2), (reference.0.clone(), reference.2));
         }
     }

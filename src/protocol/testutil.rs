@@ -1,6 +1,6 @@
 //! Helpers shared by the protocol unit tests.
 
-pub(crate) use super::fuzzing::XorShift;
+pub(crate) use crate::xorshift::XorShift;
 
 /// Bytes from hex text; spaces and `|` are ignored (`"04 000003 | 06"`).
 pub(crate) fn hex(text: &str) -> Vec<u8> {

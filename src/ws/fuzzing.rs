@@ -16,6 +16,8 @@ pub use super::handshake::{
     MAX_REQUEST_BYTES,
 };
 pub use super::sniff::{sniff, Sniff, SNIFF_MAX};
+/// The repository's one test generator, also reachable here for the `tests/ws_*.rs` files.
+pub use crate::xorshift::XorShift;
 
 /// Appends a masked client frame (what a browser sends) to `out`: `fin`, `opcode` (any 4-bit
 /// value, for tests of invalid frames), the payload masked with `mask`, and the shortest length
@@ -66,32 +68,6 @@ pub enum Ending {
     Closed,
     /// A protocol error.
     Error(WsError),
-}
-
-/// A small deterministic xorshift64 generator for chunk sizes and test inputs.
-#[derive(Debug, Clone)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A generator from any seed (0 is remapped).
-    pub fn new(seed: u64) -> XorShift {
-        XorShift(seed | 1)
-    }
-
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A value in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
 }
 
 /// Feeds `input` to a fresh decoder the way a reactor would: `chunk` yields the size of each

@@ -114,7 +114,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fuzzing::XorShift;
+    use crate::xorshift::XorShift;
 
     #[test]
     fn seeds_pass_and_round_trip() {
@@ -133,13 +133,13 @@ mod tests {
         let mut rng = XorShift::new(0x7072_6f74_6f62_7566);
         for i in 0..20_000 {
             let input: Vec<u8> = if i % 2 == 0 {
-                let n = rng.below(64);
+                let n = rng.index(64);
                 (0..n).map(|_| rng.next_u64() as u8).collect()
             } else {
-                let mut s = seeds[rng.below(seeds.len())].clone();
-                for _ in 0..=rng.below(3) {
-                    let at = 1 + rng.below(s.len() - 1);
-                    match rng.below(3) {
+                let mut s = seeds[rng.index(seeds.len())].clone();
+                for _ in 0..=rng.index(3) {
+                    let at = 1 + rng.index(s.len() - 1);
+                    match rng.index(3) {
                         0 => s[at] = rng.next_u64() as u8,
                         1 => s.truncate(at),
                         _ => s.insert(at, rng.next_u64() as u8),
