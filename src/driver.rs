@@ -94,7 +94,7 @@ impl MemoryDriver {
     }
 
     /// Drains every shard once and applies the commands, in order, through
-    /// [`apply_commands`](crate::apply_commands) (the path the connector uses too). Returns how
+    /// [`apply_commands`] (the path the connector uses too). Returns how
     /// many it handled.
     pub fn poll(&mut self) -> usize {
         let mut handled = 0;

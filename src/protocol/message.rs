@@ -275,7 +275,7 @@ pub enum EncodeError {
     /// The uncompressed route is longer than [`MAX_ROUTE_LEN`] bytes.
     RouteTooLong(usize),
     /// The whole message would not fit one package (longer than
-    /// [`MAX_BODY_LEN`](super::MAX_BODY_LEN)).
+    /// [`MAX_BODY_LEN`]).
     TooLarge(usize),
     /// The body does not fit its route's protobuf message (a required field missing, a value
     /// of the wrong type…): see [`Protos`](super::Protos).

@@ -36,7 +36,7 @@ pub const SNIFF_MAX: usize = 7;
 /// pomelo 4, so it never matched), and a first chunk shorter than its method (`GE`) answers
 /// [`Sniff::NeedMore`] instead of being taken for TCP. The verdict never changes once given:
 /// sniffing a longer prefix of the same stream returns the same `Tcp`/`WebSocket`, and
-/// [`SNIFF_MAX`] bytes always decide.
+/// seven bytes (`SNIFF_MAX`, the longest method) always decide.
 ///
 /// Pure, allocation-free, never panics.
 ///

@@ -207,7 +207,7 @@ impl MetricsExporter {
 struct Snapshot {
     metrics: Metrics,
     inboxes: Vec<InboxSample>,
-    /// Handler calls are timed ([`ServerBuilder::time_handlers`]): export the histogram.
+    /// Handler calls are timed ([`ServerBuilder::time_handlers`](super::ServerBuilder::time_handlers)): export the histogram.
     handler_time: bool,
 }
 
