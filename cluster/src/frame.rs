@@ -993,7 +993,7 @@ pub fn fuzz_cluster_frame(data: &[u8]) {
 mod tests {
     use super::*;
 
-    use crate::test_rng::Rng;
+    use gatehouse::__private::XorShift as Rng;
 
     /// Random strings and byte strings for ops, owned so ops can borrow them.
     struct Pool {
@@ -1006,29 +1006,29 @@ mod tests {
             let alphabet = ["a", "Z", "9", "_", "é", "中", "🎮", ":", ""];
             let strs = (0..32)
                 .map(|_| {
-                    (0..rng.below(20))
-                        .map(|_| alphabet[rng.below(alphabet.len())])
+                    (0..rng.index(20))
+                        .map(|_| alphabet[rng.index(alphabet.len())])
                         .collect()
                 })
                 .collect();
             let bytes = (0..32)
-                .map(|_| (0..rng.below(300)).map(|_| rng.next() as u8).collect())
+                .map(|_| (0..rng.index(300)).map(|_| rng.next_u64() as u8).collect())
                 .collect();
             Pool { strs, bytes }
         }
 
         fn s(&self, rng: &mut Rng) -> &str {
-            &self.strs[rng.below(self.strs.len())]
+            &self.strs[rng.index(self.strs.len())]
         }
 
         fn b(&self, rng: &mut Rng) -> &[u8] {
-            &self.bytes[rng.below(self.bytes.len())]
+            &self.bytes[rng.index(self.bytes.len())]
         }
     }
 
     fn random_op<'a>(rng: &mut Rng, pool: &'a Pool, code: u8) -> Op<'a> {
         let reason = |rng: &mut Rng| {
-            if rng.below(2) == 0 {
+            if rng.index(2) == 0 {
                 None
             } else {
                 Some(pool.s(rng))
@@ -1036,44 +1036,46 @@ mod tests {
         };
         match code {
             1 => Op::PushUids {
-                uids: (0..rng.below(5)).map(|_| pool.s(rng)).collect(),
+                uids: (0..rng.index(5)).map(|_| pool.s(rng)).collect(),
                 package: pool.b(rng),
             },
             2 => Op::PushSids {
-                sids: (0..rng.below(5)).map(|_| rng.next()).collect(),
+                sids: (0..rng.index(5)).map(|_| rng.next_u64()).collect(),
                 package: pool.b(rng),
             },
             3 => Op::Broadcast {
-                bound_only: rng.below(2) == 1,
+                bound_only: rng.index(2) == 1,
                 package: pool.b(rng),
             },
             4 => Op::KickUid {
                 uid: pool.s(rng),
                 reason: reason(rng),
-                below_gen: rng.next(),
+                below_gen: rng.next_u64(),
             },
             5 => Op::KickSid {
-                sid: rng.next(),
+                sid: rng.next_u64(),
                 reason: reason(rng),
             },
             6 => Op::Bind {
-                sid: rng.next(),
+                sid: rng.next_u64(),
                 uid: pool.s(rng),
             },
             7 => Op::Unbind {
-                sid: rng.next(),
+                sid: rng.next_u64(),
                 uid: pool.s(rng),
             },
             8 => Op::Import {
-                sid: rng.next(),
+                sid: rng.next_u64(),
                 key: pool.s(rng),
                 value: pool.b(rng),
             },
             9 => Op::ImportAll {
-                sid: rng.next(),
+                sid: rng.next_u64(),
                 settings: pool.b(rng),
             },
-            10 => Op::GetSid { sid: rng.next() },
+            10 => Op::GetSid {
+                sid: rng.next_u64(),
+            },
             _ => Op::GetUid { uid: pool.s(rng) },
         }
     }
@@ -1090,7 +1092,7 @@ mod tests {
 
     /// A Data frame holding one request of every op, patched, for the error tests.
     fn sample_data() -> Vec<u8> {
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let pool = Pool::new(&mut rng);
         let mut w = DataWriter::new(0xfeed, "fe-a", 11, 22, 1 << 20).unwrap();
         for code in 1..=11 {
@@ -1116,24 +1118,24 @@ mod tests {
 
     #[test]
     fn every_op_and_status_round_trips() {
-        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut rng = Rng::new(0x1234_5678_9abc_def1);
         let pool = Pool::new(&mut rng);
         for round in 0..500 {
             let long = "n".repeat(255);
             let origins = ["a", "fe-1", "connector-é-🎮", long.as_str()];
-            let origin = origins[rng.below(origins.len())];
-            let (cluster, oe, de) = (rng.next() as u32, rng.next(), rng.next());
+            let origin = origins[rng.index(origins.len())];
+            let (cluster, oe, de) = (rng.next_u64() as u32, rng.next_u64(), rng.next_u64());
             let mut w = DataWriter::new(cluster, origin, oe, de, 1 << 20).unwrap();
             let mut want = Vec::new();
-            for _ in 0..rng.below(12) {
+            for _ in 0..rng.index(12) {
                 // Every op appears in the first rounds; then random ones.
                 let code = if round < 11 {
                     round as u8 + 1
                 } else {
-                    1 + rng.below(11) as u8
+                    1 + rng.index(11) as u8
                 };
                 let req = Request {
-                    req: rng.next() as u32,
+                    req: rng.next_u64() as u32,
                     op: random_op(&mut rng, &pool, code),
                 };
                 w.push(req.req, &req.op).unwrap();
@@ -1144,7 +1146,7 @@ mod tests {
             let len = w.len();
             let mut buf = w.finish();
             assert_eq!(buf.len(), len);
-            let (seq, floor, flags) = (rng.next(), rng.next(), rng.next() as u16);
+            let (seq, floor, flags) = (rng.next_u64(), rng.next_u64(), rng.next_u64() as u16);
             assert!(
                 set_seq(&mut buf, seq) && set_floor(&mut buf, floor) && set_flags(&mut buf, flags)
             );
@@ -1168,19 +1170,19 @@ mod tests {
             );
             assert_eq!(encode(&got).unwrap(), buf);
 
-            let replies: Vec<Reply<'_>> = (0..rng.below(8) + usize::from(round < 5))
+            let replies: Vec<Reply<'_>> = (0..rng.index(8) + usize::from(round < 5))
                 .enumerate()
                 .map(|(i, _)| Reply {
-                    req: rng.next() as u32,
+                    req: rng.next_u64() as u32,
                     status: if round < 5 {
                         status(round + i)
                     } else {
-                        status(rng.below(5))
+                        status(rng.index(5))
                     },
                     body: pool.b(&mut rng),
                 })
                 .collect();
-            let through = rng.next();
+            let through = rng.next_u64();
             let ack = encode_ack(cluster, origin, oe, de, through, &replies);
             assert_eq!(ack.len(), ack_len(origin, &replies));
             let got = decode(&ack, 1 << 20).unwrap();
@@ -1520,18 +1522,18 @@ mod tests {
             seeds.iter().any(|s| decode(s, 1 << 20).is_ok()),
             "the corpus holds no valid frame"
         );
-        let mut rng = Rng(0xc1u64 << 40 | 0x5eed);
+        let mut rng = Rng::new(0xc1u64 << 40 | 0x5eed);
         for _ in 0..3000 {
-            let mut s = seeds[rng.below(seeds.len())].clone();
-            for _ in 0..=rng.below(3) {
+            let mut s = seeds[rng.index(seeds.len())].clone();
+            for _ in 0..=rng.index(3) {
                 if s.is_empty() {
                     break;
                 }
-                let at = rng.below(s.len());
-                match rng.below(3) {
-                    0 => s[at] ^= 1 << rng.below(8),
+                let at = rng.index(s.len());
+                match rng.index(3) {
+                    0 => s[at] ^= 1 << rng.index(8),
                     1 => s.truncate(at),
-                    _ => s.insert(at, rng.next() as u8),
+                    _ => s.insert(at, rng.next_u64() as u8),
                 }
             }
             fuzz_cluster_frame(&s);

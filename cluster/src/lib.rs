@@ -126,8 +126,6 @@ mod routes;
 mod rx;
 mod stats;
 mod sync;
-#[cfg(test)]
-mod test_rng;
 mod ticket;
 mod tx;
 

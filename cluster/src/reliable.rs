@@ -734,7 +734,7 @@ mod tests {
         assert_eq!((inb.remembered.len(), inb.remembered_bytes), (0, 0));
     }
 
-    use crate::test_rng::Rng;
+    use gatehouse::__private::XorShift as Rng;
 
     /// A lossy, duplicating, FIFO link in each direction, with a 3 s outage (longer than the
     /// deadline) in the middle. Checks: the receiver executes each frame at most once and in
@@ -749,8 +749,8 @@ mod tests {
 
     fn simulate(seed: u64) {
         const FRAMES: u64 = 400;
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        let (drop, dup) = (5 + rng.next() % 30, rng.next() % 20);
+        let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let (drop, dup) = (5 + rng.next_u64() % 30, rng.next_u64() % 20);
         let t0 = Instant::now();
         let deadline = 2000 * MS;
         let outage = (t0 + 3000 * MS, t0 + 6000 * MS);
@@ -792,7 +792,7 @@ mod tests {
                 true
             });
             // The receiver reads a random prefix of what is in flight (FIFO).
-            let n = (rng.next() % 4) as usize;
+            let n = (rng.next_u64() % 4) as usize;
             for bytes in data_link
                 .drain(..n.min(data_link.len()))
                 .collect::<Vec<_>>()
@@ -809,7 +809,7 @@ mod tests {
                     }
                 }
             }
-            let n = (rng.next() % 4) as usize;
+            let n = (rng.next_u64() % 4) as usize;
             for through in ack_link.drain(..n.min(ack_link.len())).collect::<Vec<_>>() {
                 for (seq, id) in out.on_ack(through, now) {
                     assert_eq!(seq, seq_of[id as usize]);
