@@ -443,7 +443,9 @@ impl IoThread {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let _ = stream.set_nodelay(true);
+        if !self.shared.nodelay_inherited {
+            let _ = stream.set_nodelay(true);
+        }
         self.conns.insert(Conn {
             core: ConnCore::new(sid, now, &self.shared.conn),
             stream,
