@@ -12,7 +12,7 @@ use crate::client::{Cmd, Pool, Report};
 use crate::cpu::{self_cpu, self_cpu_since};
 use crate::latency::Latency;
 use crate::report::table::fmt_value;
-use crate::report::Results;
+use crate::report::{Percentiles, Quantile, Results, Unit};
 use crate::server::Server;
 use crate::wire::{code_200, find_u64, lossy, BLAST};
 use serde_json::json;
@@ -206,43 +206,27 @@ pub fn run(
         rate,
         "pushes/s",
     );
-    res.row(
-        S,
-        "latency_p50",
-        "delivery latency p50 (blast request → push)".into(),
-        lat.quantile_ns(0.5) / 1e6,
-        "ms",
+    let what = format!(
+        "push delivery latency, blast request → each push ({} uids × {} rounds, {} B)",
+        run.uids, opts.rounds, opts.size
     );
-    res.row(
-        S,
-        "latency_p99",
-        "delivery latency p99".into(),
-        lat.quantile_ns(0.99) / 1e6,
-        "ms",
-    );
-    res.tail(
-        S,
-        "latency",
-        "delivery latency",
-        &format!(
-            "push delivery latency, blast request → each push ({} uids × {} rounds, {} B)",
-            run.uids, opts.rounds, opts.size
-        ),
-        &lat,
-        "ms",
-    );
+    let latency = Percentiles::new("latency", "delivery latency", Unit::Millis, what)
+        .p50("delivery latency p50 (blast request → push)".into());
+    res.percentiles(S, latency, &lat);
     let mut spread = Latency::new();
     for (f, l) in run.round_first.iter().zip(&run.round_last) {
         if *f != u64::MAX && *l >= *f {
             spread.record_ns(l - f);
         }
     }
-    res.row(
+    let p99 = "per-round spread p99 (first → last client)";
+    res.quantile(
         S,
-        "round_spread_p99",
-        "per-round spread p99 (first → last client)".into(),
-        spread.quantile_ns(0.99) / 1e6,
-        "ms",
+        "round_spread",
+        Quantile::P99,
+        p99.into(),
+        &spread,
+        Unit::Millis,
     );
     if let Some((ns, _)) = cpu {
         res.row(

@@ -19,7 +19,7 @@ use crate::cli::Opts;
 use crate::client::{Cmd, Pool, Report};
 use crate::cpu::{self_cpu, self_cpu_since};
 use crate::latency::Latency;
-use crate::report::Results;
+use crate::report::{Percentiles, Quantile, Results, Unit};
 use crate::server::Server;
 use std::time::{Duration, Instant};
 
@@ -170,53 +170,34 @@ pub fn run(
         run.ok_in_window as f64 / run.secs,
         "req/s",
     );
-    res.row(
-        S,
-        "rtt_p50",
-        "round trip p50".into(),
-        run.rtt.quantile_ns(0.5) / 1e3,
-        "µs",
+    let what = format!(
+        "request round trip at {} req/s (open loop, from the intended send time)",
+        opts.rate
     );
-    res.row(
+    res.percentiles(
         S,
-        "rtt_p99",
-        "round trip p99".into(),
-        run.rtt.quantile_ns(0.99) / 1e3,
-        "µs",
-    );
-    res.row(
-        S,
-        "rtt_p999",
-        "round trip p99.9".into(),
-        run.rtt.quantile_ns(0.999) / 1e3,
-        "µs",
-    );
-    res.tail(
-        S,
-        "rtt",
-        "round trip",
-        &format!(
-            "request round trip at {} req/s (open loop, from the intended send time)",
-            opts.rate
-        ),
+        Percentiles::new("rtt", "round trip", Unit::Micros, what),
         &run.rtt,
-        "µs",
     );
     // The load generator's own lateness, part of every round trip above: how far behind
     // schedule the requests left.
-    res.row(
+    let p50 = "loadgen send lag p50 (actual − intended send)";
+    res.quantile(
         S,
-        "send_lag_p50",
-        "loadgen send lag p50 (actual − intended send)".into(),
-        run.lag.quantile_ns(0.5) / 1e3,
-        "µs",
+        "send_lag",
+        Quantile::P50,
+        p50.into(),
+        &run.lag,
+        Unit::Micros,
     );
-    res.row(
+    let p99 = "loadgen send lag p99";
+    res.quantile(
         S,
-        "send_lag_p99",
-        "loadgen send lag p99".into(),
-        run.lag.quantile_ns(0.99) / 1e3,
-        "µs",
+        "send_lag",
+        Quantile::P99,
+        p99.into(),
+        &run.lag,
+        Unit::Micros,
     );
     if let Some(ns) = run.server_cpu_ns {
         res.row(

@@ -6,7 +6,7 @@ use super::push_budget;
 use crate::cli::Opts;
 use crate::client::Pool;
 use crate::latency::Latency;
-use crate::report::Results;
+use crate::report::{Percentiles, Quantile, Results, Unit};
 use crate::server::Server;
 
 /// Runs the fan-out scenario.
@@ -50,40 +50,25 @@ pub fn run(
         res.warnings
             .push(format!("fanout: {got} of {expected} pushes arrived"));
     }
-    res.row(
-        S,
-        "latency_p50",
-        format!(
+    let what = format!(
+        "broadcast delivery latency, request → each push ({} single-round blasts to {sessions} clients)",
+        opts.fanouts
+    );
+    let latency = Percentiles::new("latency", "latency", Unit::Millis, what)
+        .p50(format!(
             "{} broadcasts to {sessions} clients: latency p50",
             opts.fanouts
-        ),
-        lat.quantile_ns(0.5) / 1e6,
-        "ms",
-    );
-    res.row(
+        ))
+        .p99("latency p99 (request → push)".into());
+    res.percentiles(S, latency, &lat);
+    let complete = "broadcast complete (last client) p50";
+    res.quantile(
         S,
-        "latency_p99",
-        "latency p99 (request → push)".into(),
-        lat.quantile_ns(0.99) / 1e6,
-        "ms",
-    );
-    res.row(
-        S,
-        "complete_p50",
-        "broadcast complete (last client) p50".into(),
-        last.quantile_ns(0.5) / 1e6,
-        "ms",
-    );
-    res.tail(
-        S,
-        "latency",
-        "latency",
-        &format!(
-            "broadcast delivery latency, request → each push ({} single-round blasts to {sessions} clients)",
-            opts.fanouts
-        ),
-        &lat,
-        "ms",
+        "complete",
+        Quantile::P50,
+        complete.into(),
+        &last,
+        Unit::Millis,
     );
     if let Some((ns, _)) = cpu {
         res.row(

@@ -5,7 +5,7 @@
 use super::echo::run_echo;
 use crate::cli::Opts;
 use crate::client::Pool;
-use crate::report::Results;
+use crate::report::{Percentiles, Results, Unit};
 use crate::server::Server;
 
 /// Runs the saturation scenario.
@@ -39,30 +39,14 @@ pub fn run(
         run.ok_in_window as f64 / run.secs,
         "req/s",
     );
-    res.row(
-        S,
-        "rtt_p50",
-        "round trip p50".into(),
-        run.rtt.quantile_ns(0.5) / 1e6,
-        "ms",
+    let what = format!(
+        "request round trip, closed loop ({conns} conns × {} outstanding)",
+        opts.window
     );
-    res.row(
+    res.percentiles(
         S,
-        "rtt_p99",
-        "round trip p99".into(),
-        run.rtt.quantile_ns(0.99) / 1e6,
-        "ms",
-    );
-    res.tail(
-        S,
-        "rtt",
-        "round trip",
-        &format!(
-            "request round trip, closed loop ({conns} conns × {} outstanding)",
-            opts.window
-        ),
+        Percentiles::new("rtt", "round trip", Unit::Millis, what),
         &run.rtt,
-        "ms",
     );
     if let Some(ns) = run.server_cpu_ns {
         res.row(
