@@ -16,27 +16,16 @@
 //! Figures: responses, the achieved rate, RTT p50 … p99.99 and max, the load generator's send
 //! lag p50 and p99, the server's CPU per request. [`run_echo`] also serves the closed-loop saturation scenario.
 use crate::cli::Opts;
-use crate::client::{Cmd, Pool, Report};
+use crate::client::{Cmd, EchoCounts, Pool, Report};
 use crate::cpu::{self_cpu, self_cpu_since};
-use crate::latency::Latency;
 use crate::report::{Percentiles, Quantile, Results, Unit};
 use crate::server::Server;
 use std::time::{Duration, Instant};
 
 /// The echo requests of one run, over all client threads.
 pub struct EchoRun {
-    /// Requests sent.
-    pub sent: u64,
-    /// Good answers.
-    pub ok: u64,
-    /// Good answers before the end of the timed window.
-    pub ok_in_window: u64,
-    /// Answers without the request's time, or not code 200.
-    pub bad: u64,
-    /// Round trips (open loop: from the intended send time).
-    pub rtt: Latency,
-    /// Open loop: how late each request left (actual − intended send time).
-    pub lag: Latency,
+    /// The requests, summed over the client threads.
+    pub counts: EchoCounts,
     /// The timed window's length.
     pub secs: f64,
     /// Server CPU over the run.
@@ -102,32 +91,14 @@ pub fn run_echo(
     let server_cpu_ns = pool.server_cpu().map(|(ns, _)| ns);
     let loadgen_cpu = self_cpu_since(&me0, server.tck);
     let mut run = EchoRun {
-        sent: 0,
-        ok: 0,
-        ok_in_window: 0,
-        bad: 0,
-        rtt: Latency::new(),
-        lag: Latency::new(),
+        counts: EchoCounts::default(),
         secs,
         server_cpu_ns,
         loadgen_cpu,
     };
     for (_, r) in reports {
-        if let Report::Echo {
-            sent,
-            ok,
-            ok_in_window,
-            bad,
-            rtt,
-            lag,
-        } = r
-        {
-            run.sent += sent;
-            run.ok += ok;
-            run.ok_in_window += ok_in_window;
-            run.bad += bad;
-            run.rtt.add(&rtt);
-            run.lag.add(&lag);
+        if let Report::Echo(counts) = r {
+            run.counts.add(&counts);
         }
     }
     Ok(run)
@@ -144,30 +115,31 @@ pub fn run(
     const S: &str = "echo";
     let conns = opts.echo_conns.min(sessions);
     let run = run_echo(pool, server, conns, Some(opts.rate), 1, opts.seconds)?;
+    let c = &run.counts;
     res.row(
         S,
         "responses",
         format!(
             "responses (of {} sent at {}/s over {conns} conns, {} s)",
-            run.sent, opts.rate, opts.seconds
+            c.sent, opts.rate, opts.seconds
         ),
-        run.ok as f64,
+        c.ok as f64,
         "responses",
     );
-    if run.ok == 0 {
+    if c.ok == 0 {
         return Err("no echo response".into());
     }
-    if run.ok < run.sent || run.bad > 0 {
+    if c.ok < c.sent || c.bad > 0 {
         res.warnings.push(format!(
             "echo: {} of {} requests answered, {} bad responses",
-            run.ok, run.sent, run.bad
+            c.ok, c.sent, c.bad
         ));
     }
     res.row(
         S,
         "rate",
         "achieved rate".into(),
-        run.ok_in_window as f64 / run.secs,
+        c.ok_in_window as f64 / run.secs,
         "req/s",
     );
     let what = format!(
@@ -177,7 +149,7 @@ pub fn run(
     res.percentiles(
         S,
         Percentiles::new("rtt", "round trip", Unit::Micros, what),
-        &run.rtt,
+        &c.rtt,
     );
     // The load generator's own lateness, part of every round trip above: how far behind
     // schedule the requests left.
@@ -187,7 +159,7 @@ pub fn run(
         "send_lag",
         Quantile::P50,
         p50.into(),
-        &run.lag,
+        &c.lag,
         Unit::Micros,
     );
     let p99 = "loadgen send lag p99";
@@ -196,7 +168,7 @@ pub fn run(
         "send_lag",
         Quantile::P99,
         p99.into(),
-        &run.lag,
+        &c.lag,
         Unit::Micros,
     );
     if let Some(ns) = run.server_cpu_ns {
@@ -204,7 +176,7 @@ pub fn run(
             S,
             "server_cpu_per_req",
             "server CPU per request (incl. idle wakeups)".into(),
-            ns as f64 / 1e3 / run.ok as f64,
+            ns as f64 / 1e3 / c.ok as f64,
             "µs",
         );
     }

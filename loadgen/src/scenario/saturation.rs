@@ -19,14 +19,15 @@ pub fn run(
     const S: &str = "saturation";
     let conns = opts.sat_conns.min(sessions);
     let run = run_echo(pool, server, conns, None, opts.window, opts.seconds)?;
-    if run.ok == 0 {
+    let c = &run.counts;
+    if c.ok == 0 {
         res.row(S, "responses", "responses".into(), 0.0, "responses");
         return Err("no echo response".into());
     }
-    if run.bad > 0 || run.ok < run.sent {
+    if c.bad > 0 || c.ok < c.sent {
         res.warnings.push(format!(
             "saturation: {} of {} requests answered, {} bad responses",
-            run.ok, run.sent, run.bad
+            c.ok, c.sent, c.bad
         ));
     }
     res.row(
@@ -36,7 +37,7 @@ pub fn run(
             "max req/s (closed loop, {conns} conns × {} outstanding, {} s)",
             opts.window, opts.seconds
         ),
-        run.ok_in_window as f64 / run.secs,
+        c.ok_in_window as f64 / run.secs,
         "req/s",
     );
     let what = format!(
@@ -46,14 +47,14 @@ pub fn run(
     res.percentiles(
         S,
         Percentiles::new("rtt", "round trip", Unit::Millis, what),
-        &run.rtt,
+        &c.rtt,
     );
     if let Some(ns) = run.server_cpu_ns {
         res.row(
             S,
             "server_cpu_per_req",
             "server CPU per request".into(),
-            ns as f64 / 1e3 / run.ok as f64,
+            ns as f64 / 1e3 / c.ok as f64,
             "µs",
         );
         res.row(
