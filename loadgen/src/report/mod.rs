@@ -8,6 +8,7 @@ pub mod table;
 
 use crate::latency::Latency;
 use serde_json::Value;
+use std::time::Duration;
 
 /// One figure of the table.
 pub struct Row {
@@ -124,6 +125,42 @@ impl Results {
             unit.as_str(),
         );
         self.latency(scenario, name, &what, lat);
+    }
+
+    /// The row `<scenario>.<key>`: the server's CPU time `ns` (when known) per one of `count`
+    /// things done, in µs.
+    pub fn cpu_per(
+        &mut self,
+        scenario: &'static str,
+        key: &str,
+        figure: &str,
+        ns: Option<u64>,
+        count: u64,
+    ) {
+        if let Some(ns) = ns {
+            self.row(
+                scenario,
+                key,
+                figure.into(),
+                ns as f64 / 1e3 / count as f64,
+                "µs",
+            );
+        }
+    }
+
+    /// The row `<scenario>.loadgen_cpu`: this process's CPU time over the wall time (when
+    /// known), in % of one core.
+    pub fn loadgen_cpu(&mut self, scenario: &'static str, cpu: Option<(u64, Duration)>) {
+        if let Some((ns, wall)) = cpu {
+            let pct = 100.0 * ns as f64 / wall.as_nanos() as f64;
+            self.row(
+                scenario,
+                "loadgen_cpu",
+                "loadgen CPU (of one core)".into(),
+                pct,
+                "%",
+            );
+        }
     }
 
     /// Adds the JSON `latencies` entry `<scenario>.<name>` (nothing when it is empty).

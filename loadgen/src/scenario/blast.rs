@@ -228,23 +228,13 @@ pub fn run(
         &spread,
         Unit::Millis,
     );
-    if let Some((ns, _)) = cpu {
-        res.row(
-            S,
-            "server_cpu_per_push",
-            "server CPU per push".into(),
-            ns as f64 / 1e3 / run.got as f64,
-            "µs",
-        );
-    }
-    if let Some((ns, wall)) = me {
-        res.row(
-            S,
-            "loadgen_cpu",
-            "loadgen CPU (of one core)".into(),
-            100.0 * ns as f64 / wall.as_nanos() as f64,
-            "%",
-        );
-    }
+    res.cpu_per(
+        S,
+        "server_cpu_per_push",
+        "server CPU per push",
+        cpu.map(|(ns, _)| ns),
+        run.got,
+    );
+    res.loadgen_cpu(S, me);
     Ok(())
 }

@@ -171,14 +171,12 @@ pub fn run(
         &c.lag,
         Unit::Micros,
     );
-    if let Some(ns) = run.server_cpu_ns {
-        res.row(
-            S,
-            "server_cpu_per_req",
-            "server CPU per request (incl. idle wakeups)".into(),
-            ns as f64 / 1e3 / c.ok as f64,
-            "µs",
-        );
-    }
+    res.cpu_per(
+        S,
+        "server_cpu_per_req",
+        "server CPU per request (incl. idle wakeups)",
+        run.server_cpu_ns,
+        c.ok,
+    );
     Ok(())
 }

@@ -70,14 +70,12 @@ pub fn run(
         &last,
         Unit::Millis,
     );
-    if let Some((ns, _)) = cpu {
-        res.row(
-            S,
-            "server_cpu_per_push",
-            "server CPU per push (incl. request, thread spawn)".into(),
-            ns as f64 / 1e3 / got as f64,
-            "µs",
-        );
-    }
+    res.cpu_per(
+        S,
+        "server_cpu_per_push",
+        "server CPU per push (incl. request, thread spawn)",
+        cpu.map(|(ns, _)| ns),
+        got,
+    );
     Ok(())
 }

@@ -49,14 +49,14 @@ pub fn run(
         Percentiles::new("rtt", "round trip", Unit::Millis, what),
         &c.rtt,
     );
+    res.cpu_per(
+        S,
+        "server_cpu_per_req",
+        "server CPU per request",
+        run.server_cpu_ns,
+        c.ok,
+    );
     if let Some(ns) = run.server_cpu_ns {
-        res.row(
-            S,
-            "server_cpu_per_req",
-            "server CPU per request".into(),
-            ns as f64 / 1e3 / c.ok as f64,
-            "µs",
-        );
         res.row(
             S,
             "server_cpu",
@@ -65,14 +65,6 @@ pub fn run(
             "%",
         );
     }
-    if let Some((ns, wall)) = run.loadgen_cpu {
-        res.row(
-            S,
-            "loadgen_cpu",
-            "loadgen CPU (of one core)".into(),
-            100.0 * ns as f64 / wall.as_nanos() as f64,
-            "%",
-        );
-    }
+    res.loadgen_cpu(S, run.loadgen_cpu);
     Ok(())
 }

@@ -101,14 +101,12 @@ pub fn run(
     let latency = Percentiles::new("latency", "setup latency", Unit::Millis, what)
         .p50("setup latency p50 (connect → bound)".into());
     res.percentiles(S, latency, &lat);
-    if let Some((ns, _)) = cpu {
-        res.row(
-            S,
-            "server_cpu_per_setup",
-            "server CPU per session setup".into(),
-            ns as f64 / 1e3 / ok as f64,
-            "µs",
-        );
-    }
+    res.cpu_per(
+        S,
+        "server_cpu_per_setup",
+        "server CPU per session setup",
+        cpu.map(|(ns, _)| ns),
+        ok as u64,
+    );
     Ok(ok)
 }
