@@ -34,6 +34,13 @@ pub struct EchoRun {
     pub loadgen_cpu: Option<(u64, Duration)>,
 }
 
+impl EchoRun {
+    /// Answers per second in the timed window.
+    pub fn rate(&self) -> f64 {
+        self.counts.ok_in_window as f64 / self.secs
+    }
+}
+
 /// Runs echo requests on `conns` connections for `secs`: open loop at `rate`, or closed loop
 /// with `window` outstanding per connection.
 pub fn run_echo(
@@ -135,22 +142,13 @@ pub fn run(
             c.ok, c.sent, c.bad
         ));
     }
-    res.row(
-        S,
-        "rate",
-        "achieved rate".into(),
-        c.ok_in_window as f64 / run.secs,
-        "req/s",
-    );
+    res.row(S, "rate", "achieved rate".into(), run.rate(), "req/s");
     let what = format!(
         "request round trip at {} req/s (open loop, from the intended send time)",
         opts.rate
     );
-    res.percentiles(
-        S,
-        Percentiles::new("rtt", "round trip", Unit::Micros, what),
-        &c.rtt,
-    );
+    let rtt = Percentiles::new("rtt", "round trip", Unit::Micros, what);
+    res.percentiles(S, rtt, &c.rtt);
     // The load generator's own lateness, part of every round trip above: how far behind
     // schedule the requests left.
     let p50 = "loadgen send lag p50 (actual − intended send)";

@@ -37,18 +37,15 @@ pub fn run(
             "max req/s (closed loop, {conns} conns × {} outstanding, {} s)",
             opts.window, opts.seconds
         ),
-        c.ok_in_window as f64 / run.secs,
+        run.rate(),
         "req/s",
     );
     let what = format!(
         "request round trip, closed loop ({conns} conns × {} outstanding)",
         opts.window
     );
-    res.percentiles(
-        S,
-        Percentiles::new("rtt", "round trip", Unit::Millis, what),
-        &c.rtt,
-    );
+    let rtt = Percentiles::new("rtt", "round trip", Unit::Millis, what);
+    res.percentiles(S, rtt, &c.rtt);
     res.cpu_per(
         S,
         "server_cpu_per_req",
