@@ -7,13 +7,12 @@
 //! every push from the moment the request was written (a histogram), the per-round spread
 //! (first → last client to get round i; a histogram), the server's CPU per push and the load
 //! generator's own CPU.
-use crate::cli::Opts;
+use super::Ctx;
 use crate::client::{Cmd, Pool, Report};
 use crate::cpu::{self_cpu, self_cpu_since};
 use crate::latency::Latency;
 use crate::report::table::fmt_value;
 use crate::report::{Percentiles, Quantile, Results, Unit};
-use crate::server::Server;
 use crate::wire::{code_200, find_u64, lossy, BLAST};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -94,13 +93,13 @@ pub fn run_blast(
 }
 
 /// Runs the blast scenario.
-pub fn run(
-    opts: &Opts,
-    pool: &mut Pool,
-    server: &Server,
-    sessions: usize,
-    res: &mut Results,
-) -> Result<(), String> {
+pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
+    let Ctx {
+        opts,
+        pool,
+        server,
+        sessions,
+    } = cx;
     const S: &str = "blast";
     let budget = push_budget(sessions, opts.rounds);
     // Several blasts; the figures are those of the median one (by pushes/s): this VM is noisy.

@@ -15,7 +15,7 @@
 //!
 //! Figures: responses, the achieved rate, RTT p50 … p99.99 and max, the load generator's send
 //! lag p50 and p99, the server's CPU per request. [`run_echo`] also serves the closed-loop saturation scenario.
-use crate::cli::Opts;
+use super::Ctx;
 use crate::client::{Cmd, EchoCounts, Pool, Report};
 use crate::cpu::{self_cpu, self_cpu_since};
 use crate::report::{Percentiles, Quantile, Results, Unit};
@@ -112,13 +112,13 @@ pub fn run_echo(
 }
 
 /// Runs the echo scenario.
-pub fn run(
-    opts: &Opts,
-    pool: &mut Pool,
-    server: &Server,
-    sessions: usize,
-    res: &mut Results,
-) -> Result<(), String> {
+pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
+    let Ctx {
+        opts,
+        pool,
+        server,
+        sessions,
+    } = cx;
     const S: &str = "echo";
     let conns = opts.echo_conns.min(sessions);
     let run = run_echo(pool, server, conns, Some(opts.rate), 1, opts.seconds)?;

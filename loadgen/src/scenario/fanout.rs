@@ -3,20 +3,18 @@
 //! client got it.
 use super::blast::run_blast;
 use super::push_budget;
-use crate::cli::Opts;
-use crate::client::Pool;
+use super::Ctx;
 use crate::latency::Latency;
 use crate::report::{Percentiles, Quantile, Results, Unit};
-use crate::server::Server;
 
 /// Runs the fan-out scenario.
-pub fn run(
-    opts: &Opts,
-    pool: &mut Pool,
-    server: &Server,
-    sessions: usize,
-    res: &mut Results,
-) -> Result<(), String> {
+pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
+    let Ctx {
+        opts,
+        pool,
+        server,
+        sessions,
+    } = cx;
     const S: &str = "fanout";
     if opts.fanouts == 0 {
         return Ok(());

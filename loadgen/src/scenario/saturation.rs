@@ -3,19 +3,17 @@
 //! the most requests per second the server answers, their round trip (from the actual send:
 //! in a closed loop nothing waits to be sent), and the CPU per request of both processes.
 use super::echo::run_echo;
-use crate::cli::Opts;
-use crate::client::Pool;
+use super::Ctx;
 use crate::report::{Percentiles, Results, Unit};
-use crate::server::Server;
 
 /// Runs the saturation scenario.
-pub fn run(
-    opts: &Opts,
-    pool: &mut Pool,
-    server: &Server,
-    sessions: usize,
-    res: &mut Results,
-) -> Result<(), String> {
+pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
+    let Ctx {
+        opts,
+        pool,
+        server,
+        sessions,
+    } = cx;
     const S: &str = "saturation";
     let conns = opts.sat_conns.min(sessions);
     let run = run_echo(pool, server, conns, None, opts.window, opts.seconds)?;
