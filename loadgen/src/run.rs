@@ -8,7 +8,7 @@ use crate::cpu::self_cpu_since;
 use crate::gate::{spawn_gate, GateProc};
 use crate::proc::{clk_tck, cpu_model, loadavg, machine_jiffies, read, vm_rss};
 use crate::report::{self, Header, LoadShares, Results};
-use crate::scenario::{self, check_closes, push_budget, MemBefore};
+use crate::scenario::{self, check_closes, push_budget, Ctx, MemBefore, Scenario};
 use crate::server::Server;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -111,7 +111,6 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     check_closes(&mut pool, &mut res, "setup", closes);
     let heartbeat = pool.heartbeat();
 
-    type Scenario = fn(&Opts, &mut Pool, &Server, usize, &mut Results) -> Result<(), String>;
     let scenarios: [(&'static str, Scenario); 4] = [
         ("blast", scenario::blast::run),
         ("fanout", scenario::fanout::run),
@@ -143,7 +142,13 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
             }
             eprintln!("loadgen: scenario {name}");
             let closes = pool.unexpected_closes();
-            if let Err(e) = scenario(opts, &mut pool, &server, sessions, &mut res) {
+            let cx = Ctx {
+                opts,
+                pool: &mut pool,
+                server: &server,
+                sessions,
+            };
+            if let Err(e) = scenario(cx, &mut res) {
                 res.fail(name, e);
             }
             check_closes(&mut pool, &mut res, name, closes);

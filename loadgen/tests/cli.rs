@@ -1,5 +1,6 @@
-//! The built `loadgen` binary's command line, end to end: `--help` exits 0 and lists every
-//! flag, an unknown flag and a malformed or out-of-range value exit 2 with a message naming
+//! The built `loadgen` binary's command line, end to end: `--help` exits 0 with the usage and
+//! a sample of the flags (that every flag is in the help is the parser's unit test, in
+//! `src/cli.rs`, which walks the parser's own flag list), an unknown flag and a malformed or out-of-range value exit 2 with a message naming
 //! the culprit. None of these starts a client or a gate.
 
 use std::process::{Command, Output};
@@ -16,37 +17,14 @@ fn text(b: &[u8]) -> String {
 }
 
 #[test]
-fn help_exits_0_and_lists_every_flag() {
+fn help_exits_0_and_shows_the_flags() {
     for flag in ["--help", "-h"] {
         let out = loadgen(&[flag]);
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{flag}: {}", text(&out.stderr));
         assert!(stdout.contains("Usage: loadgen"), "{flag}: {stdout}");
-        for listed in [
-            "--spawn-gate",
-            "--addr",
-            "--server-pid",
-            "--gate-bin",
-            "--threads",
-            "--heartbeat",
-            "--max-connections",
-            "--client-threads",
-            "--clients",
-            "--source-addrs",
-            "--hold",
-            "--connect-concurrency",
-            "--rounds",
-            "--size",
-            "--blast-runs",
-            "--fanouts",
-            "--rate",
-            "--echo-conns",
-            "--seconds",
-            "--sat-conns",
-            "--window",
-            "--scenarios",
-            "--json",
-        ] {
+        // A sample, one flag per part of a run (server, clients, scenarios, output).
+        for listed in ["--spawn-gate", "--clients", "--scenarios", "--json"] {
             assert!(stdout.contains(listed), "{flag}: {listed} not in\n{stdout}");
         }
     }

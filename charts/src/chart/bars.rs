@@ -2,7 +2,7 @@
 //! count, one bar per series, the value over each bar and a note (the ratio) over each group.
 
 use super::axis::TickedAxis;
-use super::{color, err, label_font, small_font, svg, title_font, Series};
+use super::{color, err, label_font, legend, mesh, small_font, svg, title_font, Series};
 use crate::numfmt::short;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -91,13 +91,9 @@ fn draw_panel<DB: DrawingBackend>(
             .map(|(_, n)| n.clone())
             .unwrap_or_default()
     };
-    chart
-        .configure_mesh()
+    mesh(&mut chart, &panel.y_desc)
         .disable_x_mesh()
         .max_light_lines(2)
-        .y_desc(&panel.y_desc)
-        .axis_desc_style(label_font())
-        .label_style(small_font())
         .x_label_formatter(&group_name)
         .y_label_formatter(&|v| short(*v))
         .draw()
@@ -144,12 +140,5 @@ fn draw_panel<DB: DrawingBackend>(
                 .map_err(err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(small_font())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(err)
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }

@@ -2,7 +2,7 @@
 //! of [`crate::tail`]; one curve per run, p50 and p99 marked with dots.
 
 use super::axis::{decade_ticks, TickedAxis};
-use super::{color, err, label_font, small_font, svg, title_font, Series};
+use super::{color, err, legend, line_key, mesh, plot, svg, Series};
 use crate::latency::Latency;
 use crate::numfmt::{duration_us, grouped, short};
 use crate::tail::{nines_for, tail_label, tail_ticks, tail_y};
@@ -40,19 +40,9 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
         ticks: tail_ticks(top),
     };
     svg(footer, |area| {
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, title_font())
-            .margin(12)
-            .x_label_area_size(46)
-            .y_label_area_size(72)
-            .build_cartesian_2d(x_axis, y_axis)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
+        let mut chart = plot(area, title, x_axis, y_axis)?;
+        mesh(&mut chart, "percentile (tail-expanded)")
             .x_desc("latency (µs, log scale)")
-            .y_desc("percentile (tail-expanded)")
-            .axis_desc_style(label_font())
-            .label_style(small_font())
             .max_light_lines(4)
             .x_label_formatter(&|v| short(10f64.powf(*v)))
             .y_label_formatter(&|v| tail_label(*v))
@@ -76,9 +66,7 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
                 .draw_series(LineSeries::new(points, c.stroke_width(2)))
                 .map_err(err)?
                 .label(legend)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
+                .legend(line_key(c));
             let marks = [(0.5, l.p50), (0.99, l.p99)];
             chart
                 .draw_series(marks.into_iter().filter_map(|(q, v)| {
@@ -86,13 +74,6 @@ pub fn render(title: &str, curves: &[(Series, &Latency)], footer: &str) -> Resul
                 }))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(small_font())
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }

@@ -9,6 +9,8 @@ pub mod bars;
 pub mod latency;
 pub mod scaling;
 
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -82,4 +84,77 @@ pub(crate) fn label_font() -> FontDesc<'static> {
 /// Tick label and annotation font.
 pub(crate) fn small_font() -> FontDesc<'static> {
     (FAMILY, 15).into_font()
+}
+
+/// The chart [`plot`] builds over the axes `X` and `Y`.
+pub(crate) type Plot<'a, DB, X, Y> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// The plot area of a one-panel chart (the latency CDF, the scaling lines): `title` over it,
+/// room for the tick labels and axis titles left and under it.
+pub(crate) fn plot<'a, DB, X, Y>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x: X,
+    y: Y,
+) -> Result<Plot<'a, DB, X, Y>, String>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+{
+    ChartBuilder::on(area)
+        .caption(title, title_font())
+        .margin(12)
+        .x_label_area_size(46)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x, y)
+        .map_err(err)
+}
+
+/// The grid and axes of `chart` with the y axis titled `y_desc`, in the charts' fonts; the
+/// caller adds what is its own (x title, formatters, light lines) and draws it.
+pub(crate) fn mesh<'a, 'b, DB, X, Y>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    y_desc: &str,
+) -> MeshStyle<'a, 'b, X, Y, DB>
+where
+    DB: DrawingBackend,
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    let mut style = chart.configure_mesh();
+    style
+        .y_desc(y_desc)
+        .axis_desc_style(label_font())
+        .label_style(small_font());
+    style
+}
+
+/// Draws the legend of `chart`'s labelled series at `position`, boxed on a light background.
+pub(crate) fn legend<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(small_font())
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(err)
+}
+
+/// A line series' legend key: a short stroke in its colour.
+pub(crate) fn line_key(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
 }

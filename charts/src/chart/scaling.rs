@@ -2,7 +2,7 @@
 //! each point labelled with its value.
 
 use super::axis::TickedAxis;
-use super::{color, err, label_font, small_font, svg, title_font, Series};
+use super::{color, err, legend, line_key, mesh, plot, small_font, svg, Series};
 use crate::numfmt::{grouped, short};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -35,19 +35,9 @@ pub fn render(
         ticks,
     };
     svg(footer, |area| {
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, title_font())
-            .margin(12)
-            .x_label_area_size(46)
-            .y_label_area_size(72)
-            .build_cartesian_2d(x_axis, 0.0..y_max * 1.2)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
+        let mut chart = plot(area, title, x_axis, 0.0..y_max * 1.2)?;
+        mesh(&mut chart, "delivered pushes/s")
             .x_desc("connections (bound sessions, log scale)")
-            .y_desc("delivered pushes/s")
-            .axis_desc_style(label_font())
-            .label_style(small_font())
             .x_label_formatter(&|v| grouped(10f64.powf(*v).round() as u64))
             .y_label_formatter(&|v| short(*v))
             .draw()
@@ -61,9 +51,7 @@ pub fn render(
                 ))
                 .map_err(err)?
                 .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
+                .legend(line_key(c));
             chart
                 .draw_series(
                     points
@@ -81,13 +69,6 @@ pub fn render(
                 }))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(small_font())
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }

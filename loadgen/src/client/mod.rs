@@ -114,6 +114,35 @@ pub struct Status {
     pub notes: BTreeMap<String, u64>,
 }
 
+/// The echo requests of one client thread's task, or summed over all of them.
+#[derive(Default)]
+pub struct EchoCounts {
+    /// Requests sent.
+    pub sent: u64,
+    /// Good answers.
+    pub ok: u64,
+    /// Good answers before the end of the timed window.
+    pub ok_in_window: u64,
+    /// Answers without the request's time, or not code 200.
+    pub bad: u64,
+    /// Round trips (open loop: from the intended send time).
+    pub rtt: Latency,
+    /// Open loop: how late each request left (actual − intended send time).
+    pub lag: Latency,
+}
+
+impl EchoCounts {
+    /// Adds another thread's counts.
+    pub fn add(&mut self, other: &EchoCounts) {
+        self.sent += other.sent;
+        self.ok += other.ok;
+        self.ok_in_window += other.ok_in_window;
+        self.bad += other.bad;
+        self.rtt.add(&other.rtt);
+        self.lag.add(&other.lag);
+    }
+}
+
 /// What a client thread sends back when a task is done.
 pub enum Report {
     /// Connections set up: how many bound (or failed), the first connect and the last bind
@@ -138,15 +167,7 @@ pub enum Report {
         round_last: Vec<u64>,
     },
     /// Echo requests: sent, answered (in the timed window), bad answers, round trips.
-    Echo {
-        sent: u64,
-        ok: u64,
-        ok_in_window: u64,
-        bad: u64,
-        rtt: Latency,
-        /// Open loop: how late each request left (actual − intended send time).
-        lag: Latency,
-    },
+    Echo(EchoCounts),
     /// Only the counters.
     Status,
 }

@@ -140,18 +140,18 @@ fn on_response(
     }
     match find_u64(body, b"\"t\":").filter(|_| code_200(body)) {
         Some(t) => {
-            e.ok += 1;
+            e.counts.ok += 1;
             if now < e.end {
-                e.ok_in_window += 1;
+                e.counts.ok_in_window += 1;
             }
             // From the time the request carries: its intended send time in the open loop.
-            e.rtt.record_ns(now_ns.saturating_sub(t));
+            e.counts.rtt.record_ns(now_ns.saturating_sub(t));
         }
-        None => e.bad += 1,
+        None => e.counts.bad += 1,
     }
     if e.open.is_none() && now < e.end && counted {
         conn.echo(now_ns)?;
-        e.sent += 1;
+        e.counts.sent += 1;
         e.inflight += 1;
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! What a client thread is busy with: the task of the current phase, and its tallies.
 
-use super::Role;
+use super::{EchoCounts, Role};
 use crate::latency::Latency;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -41,13 +41,7 @@ pub(super) struct EchoTask {
     pub(super) end: Instant,
     pub(super) drain_until: Instant,
     pub(super) inflight: usize,
-    pub(super) sent: u64,
-    pub(super) ok: u64,
-    pub(super) ok_in_window: u64,
-    pub(super) bad: u64,
-    pub(super) rtt: Latency,
-    /// Open loop: actual − intended send time of each request.
-    pub(super) lag: Latency,
+    pub(super) counts: EchoCounts,
 }
 
 /// The task of the current phase.

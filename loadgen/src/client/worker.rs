@@ -3,6 +3,7 @@
 use super::conn::{connect_from, Conn, CtlReply};
 use super::package::on_package;
 use super::task::{EchoTask, PushTask, SetupTask, Shared, Task};
+use super::EchoCounts;
 use super::{
     ns_since, would_block, Cmd, Envelope, Phase, Report, Role, Status, MAX_READS, MAX_SAMPLES,
     READ_CHUNK, SWEEP, WAKER,
@@ -246,12 +247,7 @@ impl Worker {
                     end,
                     drain_until: end + drain,
                     inflight: 0,
-                    sent: 0,
-                    ok: 0,
-                    ok_in_window: 0,
-                    bad: 0,
-                    rtt: Latency::new(),
-                    lag: Latency::new(),
+                    counts: EchoCounts::default(),
                 };
                 if open.is_none() {
                     for key in keys {
@@ -265,7 +261,7 @@ impl Worker {
                                 sent += 1;
                             }
                         }
-                        task.sent += sent;
+                        task.counts.sent += sent;
                         task.inflight += sent as usize;
                         self.flush_or_close(key);
                     }
@@ -524,14 +520,7 @@ impl Worker {
                 round_first: p.round_first,
                 round_last: p.round_last,
             },
-            Task::Echo(e) => Report::Echo {
-                sent: e.sent,
-                ok: e.ok,
-                ok_in_window: e.ok_in_window,
-                bad: e.bad,
-                rtt: e.rtt,
-                lag: e.lag,
-            },
+            Task::Echo(e) => Report::Echo(e.counts),
         };
         self.report(self.task_seq, report);
     }
@@ -605,8 +594,8 @@ impl Worker {
                 };
                 let late = Instant::now().saturating_duration_since(intended);
                 if conn.echo(intended_ns).is_ok() {
-                    e.lag.record_ns(late.as_nanos() as u64);
-                    e.sent += 1;
+                    e.counts.lag.record_ns(late.as_nanos() as u64);
+                    e.counts.sent += 1;
                     e.inflight += 1;
                 }
                 if !self.flush_or_close(key) {

@@ -7,13 +7,12 @@
 //! every push from the moment the request was written (a histogram), the per-round spread
 //! (first → last client to get round i; a histogram), the server's CPU per push and the load
 //! generator's own CPU.
-use crate::cli::Opts;
+use super::Ctx;
 use crate::client::{Cmd, Pool, Report};
 use crate::cpu::{self_cpu, self_cpu_since};
 use crate::latency::Latency;
 use crate::report::table::fmt_value;
-use crate::report::Results;
-use crate::server::Server;
+use crate::report::{Percentiles, Quantile, Results, Unit};
 use crate::wire::{code_200, find_u64, lossy, BLAST};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -94,13 +93,13 @@ pub fn run_blast(
 }
 
 /// Runs the blast scenario.
-pub fn run(
-    opts: &Opts,
-    pool: &mut Pool,
-    server: &Server,
-    sessions: usize,
-    res: &mut Results,
-) -> Result<(), String> {
+pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
+    let Ctx {
+        opts,
+        pool,
+        server,
+        sessions,
+    } = cx;
     const S: &str = "blast";
     let budget = push_budget(sessions, opts.rounds);
     // Several blasts; the figures are those of the median one (by pushes/s): this VM is noisy.
@@ -206,61 +205,35 @@ pub fn run(
         rate,
         "pushes/s",
     );
-    res.row(
-        S,
-        "latency_p50",
-        "delivery latency p50 (blast request → push)".into(),
-        lat.quantile_ns(0.5) / 1e6,
-        "ms",
+    let what = format!(
+        "push delivery latency, blast request → each push ({} uids × {} rounds, {} B)",
+        run.uids, opts.rounds, opts.size
     );
-    res.row(
-        S,
-        "latency_p99",
-        "delivery latency p99".into(),
-        lat.quantile_ns(0.99) / 1e6,
-        "ms",
-    );
-    res.tail(
-        S,
-        "latency",
-        "delivery latency",
-        &format!(
-            "push delivery latency, blast request → each push ({} uids × {} rounds, {} B)",
-            run.uids, opts.rounds, opts.size
-        ),
-        &lat,
-        "ms",
-    );
+    let latency = Percentiles::new("latency", "delivery latency", Unit::Millis, what)
+        .p50("delivery latency p50 (blast request → push)".into());
+    res.percentiles(S, latency, &lat);
     let mut spread = Latency::new();
     for (f, l) in run.round_first.iter().zip(&run.round_last) {
         if *f != u64::MAX && *l >= *f {
             spread.record_ns(l - f);
         }
     }
-    res.row(
+    let p99 = "per-round spread p99 (first → last client)";
+    res.quantile(
         S,
-        "round_spread_p99",
-        "per-round spread p99 (first → last client)".into(),
-        spread.quantile_ns(0.99) / 1e6,
-        "ms",
+        "round_spread",
+        Quantile::P99,
+        p99.into(),
+        &spread,
+        Unit::Millis,
     );
-    if let Some((ns, _)) = cpu {
-        res.row(
-            S,
-            "server_cpu_per_push",
-            "server CPU per push".into(),
-            ns as f64 / 1e3 / run.got as f64,
-            "µs",
-        );
-    }
-    if let Some((ns, wall)) = me {
-        res.row(
-            S,
-            "loadgen_cpu",
-            "loadgen CPU (of one core)".into(),
-            100.0 * ns as f64 / wall.as_nanos() as f64,
-            "%",
-        );
-    }
+    res.cpu_per(
+        S,
+        "server_cpu_per_push",
+        "server CPU per push",
+        cpu.map(|(ns, _)| ns),
+        run.got,
+    );
+    res.loadgen_cpu(S, me);
     Ok(())
 }

@@ -15,34 +15,30 @@
 //!
 //! Figures: responses, the achieved rate, RTT p50 … p99.99 and max, the load generator's send
 //! lag p50 and p99, the server's CPU per request. [`run_echo`] also serves the closed-loop saturation scenario.
-use crate::cli::Opts;
-use crate::client::{Cmd, Pool, Report};
+use super::Ctx;
+use crate::client::{Cmd, EchoCounts, Pool, Report};
 use crate::cpu::{self_cpu, self_cpu_since};
-use crate::latency::Latency;
-use crate::report::Results;
+use crate::report::{Percentiles, Quantile, Results, Unit};
 use crate::server::Server;
 use std::time::{Duration, Instant};
 
 /// The echo requests of one run, over all client threads.
 pub struct EchoRun {
-    /// Requests sent.
-    pub sent: u64,
-    /// Good answers.
-    pub ok: u64,
-    /// Good answers before the end of the timed window.
-    pub ok_in_window: u64,
-    /// Answers without the request's time, or not code 200.
-    pub bad: u64,
-    /// Round trips (open loop: from the intended send time).
-    pub rtt: Latency,
-    /// Open loop: how late each request left (actual − intended send time).
-    pub lag: Latency,
+    /// The requests, summed over the client threads.
+    pub counts: EchoCounts,
     /// The timed window's length.
     pub secs: f64,
     /// Server CPU over the run.
     pub server_cpu_ns: Option<u64>,
     /// The load generator's CPU and the wall time.
     pub loadgen_cpu: Option<(u64, Duration)>,
+}
+
+impl EchoRun {
+    /// Answers per second in the timed window.
+    pub fn rate(&self) -> f64 {
+        self.counts.ok_in_window as f64 / self.secs
+    }
 }
 
 /// Runs echo requests on `conns` connections for `secs`: open loop at `rate`, or closed loop
@@ -102,130 +98,83 @@ pub fn run_echo(
     let server_cpu_ns = pool.server_cpu().map(|(ns, _)| ns);
     let loadgen_cpu = self_cpu_since(&me0, server.tck);
     let mut run = EchoRun {
-        sent: 0,
-        ok: 0,
-        ok_in_window: 0,
-        bad: 0,
-        rtt: Latency::new(),
-        lag: Latency::new(),
+        counts: EchoCounts::default(),
         secs,
         server_cpu_ns,
         loadgen_cpu,
     };
     for (_, r) in reports {
-        if let Report::Echo {
-            sent,
-            ok,
-            ok_in_window,
-            bad,
-            rtt,
-            lag,
-        } = r
-        {
-            run.sent += sent;
-            run.ok += ok;
-            run.ok_in_window += ok_in_window;
-            run.bad += bad;
-            run.rtt.add(&rtt);
-            run.lag.add(&lag);
+        if let Report::Echo(counts) = r {
+            run.counts.add(&counts);
         }
     }
     Ok(run)
 }
 
 /// Runs the echo scenario.
-pub fn run(
-    opts: &Opts,
-    pool: &mut Pool,
-    server: &Server,
-    sessions: usize,
-    res: &mut Results,
-) -> Result<(), String> {
+pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
+    let Ctx {
+        opts,
+        pool,
+        server,
+        sessions,
+    } = cx;
     const S: &str = "echo";
     let conns = opts.echo_conns.min(sessions);
     let run = run_echo(pool, server, conns, Some(opts.rate), 1, opts.seconds)?;
+    let c = &run.counts;
     res.row(
         S,
         "responses",
         format!(
             "responses (of {} sent at {}/s over {conns} conns, {} s)",
-            run.sent, opts.rate, opts.seconds
+            c.sent, opts.rate, opts.seconds
         ),
-        run.ok as f64,
+        c.ok as f64,
         "responses",
     );
-    if run.ok == 0 {
+    if c.ok == 0 {
         return Err("no echo response".into());
     }
-    if run.ok < run.sent || run.bad > 0 {
+    if c.ok < c.sent || c.bad > 0 {
         res.warnings.push(format!(
             "echo: {} of {} requests answered, {} bad responses",
-            run.ok, run.sent, run.bad
+            c.ok, c.sent, c.bad
         ));
     }
-    res.row(
-        S,
-        "rate",
-        "achieved rate".into(),
-        run.ok_in_window as f64 / run.secs,
-        "req/s",
+    res.row(S, "rate", "achieved rate".into(), run.rate(), "req/s");
+    let what = format!(
+        "request round trip at {} req/s (open loop, from the intended send time)",
+        opts.rate
     );
-    res.row(
-        S,
-        "rtt_p50",
-        "round trip p50".into(),
-        run.rtt.quantile_ns(0.5) / 1e3,
-        "µs",
-    );
-    res.row(
-        S,
-        "rtt_p99",
-        "round trip p99".into(),
-        run.rtt.quantile_ns(0.99) / 1e3,
-        "µs",
-    );
-    res.row(
-        S,
-        "rtt_p999",
-        "round trip p99.9".into(),
-        run.rtt.quantile_ns(0.999) / 1e3,
-        "µs",
-    );
-    res.tail(
-        S,
-        "rtt",
-        "round trip",
-        &format!(
-            "request round trip at {} req/s (open loop, from the intended send time)",
-            opts.rate
-        ),
-        &run.rtt,
-        "µs",
-    );
+    let rtt = Percentiles::new("rtt", "round trip", Unit::Micros, what);
+    res.percentiles(S, rtt, &c.rtt);
     // The load generator's own lateness, part of every round trip above: how far behind
     // schedule the requests left.
-    res.row(
+    let p50 = "loadgen send lag p50 (actual − intended send)";
+    res.quantile(
         S,
-        "send_lag_p50",
-        "loadgen send lag p50 (actual − intended send)".into(),
-        run.lag.quantile_ns(0.5) / 1e3,
-        "µs",
+        "send_lag",
+        Quantile::P50,
+        p50.into(),
+        &c.lag,
+        Unit::Micros,
     );
-    res.row(
+    let p99 = "loadgen send lag p99";
+    res.quantile(
         S,
-        "send_lag_p99",
-        "loadgen send lag p99".into(),
-        run.lag.quantile_ns(0.99) / 1e3,
-        "µs",
+        "send_lag",
+        Quantile::P99,
+        p99.into(),
+        &c.lag,
+        Unit::Micros,
     );
-    if let Some(ns) = run.server_cpu_ns {
-        res.row(
-            S,
-            "server_cpu_per_req",
-            "server CPU per request (incl. idle wakeups)".into(),
-            ns as f64 / 1e3 / run.ok as f64,
-            "µs",
-        );
-    }
+    res.cpu_per(
+        S,
+        "server_cpu_per_req",
+        "server CPU per request (incl. idle wakeups)",
+        run.server_cpu_ns,
+        c.ok,
+    );
     Ok(())
 }

@@ -3,20 +3,18 @@
 //! client got it.
 use super::blast::run_blast;
 use super::push_budget;
-use crate::cli::Opts;
-use crate::client::Pool;
+use super::Ctx;
 use crate::latency::Latency;
-use crate::report::Results;
-use crate::server::Server;
+use crate::report::{Percentiles, Quantile, Results, Unit};
 
 /// Runs the fan-out scenario.
-pub fn run(
-    opts: &Opts,
-    pool: &mut Pool,
-    server: &Server,
-    sessions: usize,
-    res: &mut Results,
-) -> Result<(), String> {
+pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
+    let Ctx {
+        opts,
+        pool,
+        server,
+        sessions,
+    } = cx;
     const S: &str = "fanout";
     if opts.fanouts == 0 {
         return Ok(());
@@ -50,49 +48,32 @@ pub fn run(
         res.warnings
             .push(format!("fanout: {got} of {expected} pushes arrived"));
     }
-    res.row(
-        S,
-        "latency_p50",
-        format!(
+    let what = format!(
+        "broadcast delivery latency, request → each push ({} single-round blasts to {sessions} clients)",
+        opts.fanouts
+    );
+    let latency = Percentiles::new("latency", "latency", Unit::Millis, what)
+        .p50(format!(
             "{} broadcasts to {sessions} clients: latency p50",
             opts.fanouts
-        ),
-        lat.quantile_ns(0.5) / 1e6,
-        "ms",
-    );
-    res.row(
+        ))
+        .p99("latency p99 (request → push)".into());
+    res.percentiles(S, latency, &lat);
+    let complete = "broadcast complete (last client) p50";
+    res.quantile(
         S,
-        "latency_p99",
-        "latency p99 (request → push)".into(),
-        lat.quantile_ns(0.99) / 1e6,
-        "ms",
+        "complete",
+        Quantile::P50,
+        complete.into(),
+        &last,
+        Unit::Millis,
     );
-    res.row(
+    res.cpu_per(
         S,
-        "complete_p50",
-        "broadcast complete (last client) p50".into(),
-        last.quantile_ns(0.5) / 1e6,
-        "ms",
+        "server_cpu_per_push",
+        "server CPU per push (incl. request, thread spawn)",
+        cpu.map(|(ns, _)| ns),
+        got,
     );
-    res.tail(
-        S,
-        "latency",
-        "latency",
-        &format!(
-            "broadcast delivery latency, request → each push ({} single-round blasts to {sessions} clients)",
-            opts.fanouts
-        ),
-        &lat,
-        "ms",
-    );
-    if let Some((ns, _)) = cpu {
-        res.row(
-            S,
-            "server_cpu_per_push",
-            "server CPU per push (incl. request, thread spawn)".into(),
-            ns as f64 / 1e3 / got as f64,
-            "µs",
-        );
-    }
     Ok(())
 }

@@ -21,10 +21,29 @@ pub mod memory;
 pub mod saturation;
 pub mod setup;
 
+use crate::cli::Opts;
 use crate::client::Pool;
 use crate::report::Results;
+use crate::server::Server;
 use serde_json::Value;
 use std::time::Duration;
+
+/// What a timed scenario (blast, fan-out, echo, saturation) runs with, once setup bound the
+/// sessions.
+pub struct Ctx<'a> {
+    /// The options of the run.
+    pub opts: &'a Opts,
+    /// The client threads and their connections.
+    pub pool: &'a mut Pool,
+    /// The server under test.
+    pub server: &'a Server,
+    /// Sessions setup bound.
+    pub sessions: usize,
+}
+
+/// A timed scenario: adds its rows (and latency entries) to the results; an `Err` is the
+/// scenario failing outright.
+pub type Scenario = fn(Ctx<'_>, &mut Results) -> Result<(), String>;
 
 /// The server's memory before the clients connected.
 pub struct MemBefore {

@@ -3,30 +3,29 @@
 //! the most requests per second the server answers, their round trip (from the actual send:
 //! in a closed loop nothing waits to be sent), and the CPU per request of both processes.
 use super::echo::run_echo;
-use crate::cli::Opts;
-use crate::client::Pool;
-use crate::report::Results;
-use crate::server::Server;
+use super::Ctx;
+use crate::report::{Percentiles, Results, Unit};
 
 /// Runs the saturation scenario.
-pub fn run(
-    opts: &Opts,
-    pool: &mut Pool,
-    server: &Server,
-    sessions: usize,
-    res: &mut Results,
-) -> Result<(), String> {
+pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
+    let Ctx {
+        opts,
+        pool,
+        server,
+        sessions,
+    } = cx;
     const S: &str = "saturation";
     let conns = opts.sat_conns.min(sessions);
     let run = run_echo(pool, server, conns, None, opts.window, opts.seconds)?;
-    if run.ok == 0 {
+    let c = &run.counts;
+    if c.ok == 0 {
         res.row(S, "responses", "responses".into(), 0.0, "responses");
         return Err("no echo response".into());
     }
-    if run.bad > 0 || run.ok < run.sent {
+    if c.bad > 0 || c.ok < c.sent {
         res.warnings.push(format!(
             "saturation: {} of {} requests answered, {} bad responses",
-            run.ok, run.sent, run.bad
+            c.ok, c.sent, c.bad
         ));
     }
     res.row(
@@ -36,42 +35,23 @@ pub fn run(
             "max req/s (closed loop, {conns} conns × {} outstanding, {} s)",
             opts.window, opts.seconds
         ),
-        run.ok_in_window as f64 / run.secs,
+        run.rate(),
         "req/s",
     );
-    res.row(
-        S,
-        "rtt_p50",
-        "round trip p50".into(),
-        run.rtt.quantile_ns(0.5) / 1e6,
-        "ms",
+    let what = format!(
+        "request round trip, closed loop ({conns} conns × {} outstanding)",
+        opts.window
     );
-    res.row(
+    let rtt = Percentiles::new("rtt", "round trip", Unit::Millis, what);
+    res.percentiles(S, rtt, &c.rtt);
+    res.cpu_per(
         S,
-        "rtt_p99",
-        "round trip p99".into(),
-        run.rtt.quantile_ns(0.99) / 1e6,
-        "ms",
-    );
-    res.tail(
-        S,
-        "rtt",
-        "round trip",
-        &format!(
-            "request round trip, closed loop ({conns} conns × {} outstanding)",
-            opts.window
-        ),
-        &run.rtt,
-        "ms",
+        "server_cpu_per_req",
+        "server CPU per request",
+        run.server_cpu_ns,
+        c.ok,
     );
     if let Some(ns) = run.server_cpu_ns {
-        res.row(
-            S,
-            "server_cpu_per_req",
-            "server CPU per request".into(),
-            ns as f64 / 1e3 / run.ok as f64,
-            "µs",
-        );
         res.row(
             S,
             "server_cpu",
@@ -80,14 +60,6 @@ pub fn run(
             "%",
         );
     }
-    if let Some((ns, wall)) = run.loadgen_cpu {
-        res.row(
-            S,
-            "loadgen_cpu",
-            "loadgen CPU (of one core)".into(),
-            100.0 * ns as f64 / wall.as_nanos() as f64,
-            "%",
-        );
-    }
+    res.loadgen_cpu(S, run.loadgen_cpu);
     Ok(())
 }

@@ -7,7 +7,7 @@
 use crate::cli::Opts;
 use crate::client::{Cmd, Pool, Report, Role};
 use crate::latency::Latency;
-use crate::report::Results;
+use crate::report::{Percentiles, Results, Unit};
 use crate::server::Server;
 use std::time::{Duration, Instant};
 
@@ -94,39 +94,19 @@ pub fn run(
         ok as f64 / secs,
         "sessions/s",
     );
-    res.row(
-        S,
-        "latency_p50",
-        "setup latency p50 (connect → bound)".into(),
-        lat.quantile_ns(0.5) / 1e6,
-        "ms",
+    let what = format!(
+        "session setup, connect → bound ({} clients, {} handshakes in flight)",
+        opts.clients, opts.connect_concurrency
     );
-    res.row(
+    let latency = Percentiles::new("latency", "setup latency", Unit::Millis, what)
+        .p50("setup latency p50 (connect → bound)".into());
+    res.percentiles(S, latency, &lat);
+    res.cpu_per(
         S,
-        "latency_p99",
-        "setup latency p99".into(),
-        lat.quantile_ns(0.99) / 1e6,
-        "ms",
+        "server_cpu_per_setup",
+        "server CPU per session setup",
+        cpu.map(|(ns, _)| ns),
+        ok as u64,
     );
-    res.tail(
-        S,
-        "latency",
-        "setup latency",
-        &format!(
-            "session setup, connect → bound ({} clients, {} handshakes in flight)",
-            opts.clients, opts.connect_concurrency
-        ),
-        &lat,
-        "ms",
-    );
-    if let Some((ns, _)) = cpu {
-        res.row(
-            S,
-            "server_cpu_per_setup",
-            "server CPU per session setup".into(),
-            ns as f64 / 1e3 / ok as f64,
-            "µs",
-        );
-    }
     Ok(ok)
 }
