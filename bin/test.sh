@@ -97,7 +97,10 @@ fi
 step "unit and integration tests (nextest)"
 # With the `tls` feature: tests/tls.rs (required-features) and the tls_front corpus replay run,
 # and every other test runs over the TLS-enabled build (plain connections unchanged). With
-# `prometheus`: tests/prometheus.rs and the gate's --metrics flag.
+# `prometheus`: tests/prometheus.rs and the gate's --metrics flag. tests/prometheus.rs also runs
+# the example gate binary, which nextest builds only under a hashed name: build it first, with
+# the same features (the same compilation, so nextest reuses it).
+cargo build --features tls,prometheus --locked --example gate
 cargo nextest run --all-targets --features tls,prometheus --locked --no-fail-fast --no-tests=fail "${nextest_filter[@]}"
 
 # The cluster layer (cluster/, package gatehouse-cluster) runs against real redis-server
