@@ -396,7 +396,10 @@ mod tests {
             match listener.accept() {
                 Ok((stream, _)) => break stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    assert!(std::time::Instant::now() < deadline, "no connection to accept");
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no connection to accept"
+                    );
                     std::thread::yield_now();
                 }
                 Err(e) => panic!("accept: {e}"),
