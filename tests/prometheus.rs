@@ -358,6 +358,21 @@ fn query(web: SocketAddr, query: &str) -> Option<f64> {
     value.parse().ok()
 }
 
+/// Waits (scrapes every second; the scaled bound, times a few scrapes) until prometheus'
+/// query API reports `gatehouse_sessions = n` for the target `what`.
+fn await_sessions(web: SocketAddr, n: f64, what: &str) {
+    let deadline = Instant::now() + wait() * 4;
+    let mut last = None;
+    while last != Some(n) {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never reported {what}'s gatehouse_sessions = {n} (last: {last:?})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        last = query(web, "gatehouse_sessions");
+    }
+}
+
 #[test]
 fn prometheus_scrapes_the_endpoint() {
     let (server, mut clients) = server_with_clients(3);
@@ -368,32 +383,14 @@ fn prometheus_scrapes_the_endpoint() {
     .expect("endpoint");
     let (_prometheus, web) = start_prometheus(endpoint.local_addr());
 
-    // Scrapes every second; a loaded machine gets the scaled bound, times a few scrapes.
-    let deadline = Instant::now() + wait() * 4;
-    let mut last = None;
-    while last != Some(3.0) {
-        assert!(
-            Instant::now() < deadline,
-            "prometheus never reported gatehouse_sessions = 3 (last: {last:?})"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        last = query(web, "gatehouse_sessions");
-    }
+    await_sessions(web, 3.0, "the endpoint");
 
     // The count follows the server: two clients leave.
     clients.truncate(1);
     wait_until("the server to count 1 session", || {
         server.metrics().sessions == 1
     });
-    let deadline = Instant::now() + wait() * 4;
-    while last != Some(1.0) {
-        assert!(
-            Instant::now() < deadline,
-            "prometheus never reported gatehouse_sessions = 1 (last: {last:?})"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        last = query(web, "gatehouse_sessions");
-    }
+    await_sessions(web, 1.0, "the endpoint");
     // A labelled counter family (OpenMetrics `_total` samples) came through as well, from the
     // same scrape or an earlier one.
     let closed = query(
@@ -506,26 +503,9 @@ fn prometheus_scrapes_the_example_gate() {
         .collect();
     let (_prometheus, web) = start_prometheus(gate.metrics);
 
-    let mut last = None;
-    let deadline = Instant::now() + wait() * 4;
-    while last != Some(2.0) {
-        assert!(
-            Instant::now() < deadline,
-            "prometheus never reported the gate's gatehouse_sessions = 2 (last: {last:?})"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        last = query(web, "gatehouse_sessions");
-    }
+    await_sessions(web, 2.0, "the example gate");
     clients.pop();
-    let deadline = Instant::now() + wait() * 4;
-    while last != Some(1.0) {
-        assert!(
-            Instant::now() < deadline,
-            "prometheus never reported the gate's gatehouse_sessions = 1 (last: {last:?})"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        last = query(web, "gatehouse_sessions");
-    }
+    await_sessions(web, 1.0, "the example gate");
     // `--time-handlers`: the two handshakes went through the handler, timed.
     let timed = query(web, "gatehouse_handler_duration_seconds_count");
     assert!(
