@@ -5,6 +5,7 @@
 //! where a flag alone decides; the few rules that look at several flags, or that clamp a value
 //! rather than refuse it, live in [`Opts::parse_from_args`] after the parse.
 
+use crate::client::Pacer;
 use clap::builder::{RangedU64ValueParser, TypedValueParser};
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr};
@@ -163,6 +164,12 @@ pub struct Opts {
     /// Connections sharing that rate
     #[arg(long, value_name = "C", default_value_t = 100)]
     pub echo_conns: usize,
+    /// How the echo scenario's pacer waits for each send time. spin: sleeps to 80 µs before
+    /// it, then yields until it; send lag ~10 µs, for a few % of a core right before each
+    /// send (taken from the server on a small box). sleep: sleeps to the time itself; send
+    /// lag = the timer slack (~50-80 µs on a busy 2-core box), no spinning
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = Pacer::Spin)]
+    pub pacer: Pacer,
     /// Duration of the echo and saturation scenarios, in (0, 3600]
     #[arg(long, value_name = "T", default_value_t = 5.0, value_parser = parse_seconds, allow_negative_numbers = true)]
     pub seconds: f64,
@@ -233,6 +240,7 @@ mod tests {
         assert_eq!(o.fanouts, 20);
         assert_eq!(o.rate, 1000);
         assert_eq!(o.echo_conns, 100);
+        assert_eq!(o.pacer, Pacer::Spin);
         assert_eq!(o.seconds, 5.0);
         assert_eq!(o.sat_conns, 200);
         assert_eq!(o.window, 8);
@@ -276,6 +284,8 @@ mod tests {
             "300",
             "--echo-conns",
             "10",
+            "--pacer",
+            "sleep",
             "--seconds=0.5",
             "--sat-conns",
             "20",
@@ -307,6 +317,17 @@ mod tests {
             (10, 0.5, 20, 2)
         );
         assert_eq!(o.scenarios.0, ["echo", "hold"]);
+        assert_eq!(o.pacer, Pacer::Sleep);
+    }
+
+    #[test]
+    fn the_pacer_is_spin_or_sleep() {
+        for (v, want) in [("spin", Pacer::Spin), ("sleep", Pacer::Sleep)] {
+            let o = parse(&["--pacer", v]).expect("parses");
+            assert_eq!(o.pacer, want, "--pacer {v}");
+            let o = parse(&[&format!("--pacer={v}")]).expect("parses");
+            assert_eq!(o.pacer, want, "--pacer={v}");
+        }
     }
 
     #[test]
@@ -348,6 +369,9 @@ mod tests {
             (&["--source-addrs", "255"][..], "255"),
             (&["--max-connections", "0"][..], "must be at least 1"),
             (&["--spawn-gate", "--server-pid", "12"][..], "--server-pid"),
+            (&["--pacer", "busy"][..], "busy"),
+            (&["--pacer", "Spin"][..], "Spin"),
+            (&["--pacer"][..], "--pacer"),
         ] {
             let e = parse(args).expect_err(&format!("{args:?} must be refused"));
             assert_eq!(e.exit_code(), 2, "{args:?}: {e}");

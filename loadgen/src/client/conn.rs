@@ -1,5 +1,6 @@
 //! One client connection: its socket, buffers, phase and outstanding requests.
 
+use super::sent::SendTimes;
 use super::{would_block, Phase, Role};
 use crate::wire::{ECHO, MAX_ID};
 use gatehouse::protocol::{encode_data, Message, Route};
@@ -34,6 +35,8 @@ pub(super) struct Conn {
     pub(super) next_hb: Option<Instant>,
     /// Echo requests not yet answered.
     pub(super) outstanding: usize,
+    /// When those requests actually left, by request id (bounded; see [`SendTimes`]).
+    pub(super) sent: SendTimes,
     /// Control requests not yet answered: id, sent at, where the answer goes.
     pub(super) ctl: VecDeque<(u32, u64, mpsc::Sender<CtlReply>)>,
 }
@@ -51,14 +54,16 @@ impl Conn {
         Ok(id)
     }
 
-    /// Queues an echo request carrying `t_ns`, the time its round trip is measured from (ns
-    /// since the run's epoch).
-    pub(super) fn echo(&mut self, t_ns: u64) -> Result<(), String> {
+    /// Queues an echo request carrying `t_ns`, the time its round trip is measured from, and
+    /// notes `sent_ns`, when it actually leaves, under its id (both ns since the run's epoch;
+    /// the same in the closed loop, the intended and the actual send time in the open loop).
+    pub(super) fn echo(&mut self, t_ns: u64, sent_ns: u64) -> Result<(), String> {
         let mut body = [0u8; 32];
         let mut cur = io::Cursor::new(&mut body[..]);
         write!(cur, "{{\"t\":{t_ns}}}").map_err(|e| e.to_string())?;
         let n = cur.position() as usize;
-        self.request(ECHO, &body[..n])?;
+        let id = self.request(ECHO, &body[..n])?;
+        self.sent.insert(id, sent_ns);
         self.outstanding += 1;
         Ok(())
     }

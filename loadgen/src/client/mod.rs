@@ -21,10 +21,11 @@
 mod conn;
 mod package;
 mod pool;
+mod sent;
 mod task;
 mod worker;
 
-pub use pool::Pool;
+pub use pool::{Pacer, Pool};
 
 use crate::latency::Latency;
 use conn::CtlReply;
@@ -127,6 +128,10 @@ pub struct EchoCounts {
     pub bad: u64,
     /// Round trips (open loop: from the intended send time).
     pub rtt: Latency,
+    /// Round trips from the actual send time (the request id's, kept on the client side).
+    pub rtt_sent: Latency,
+    /// Good answers whose request id had no send time on record (not in `rtt_sent`).
+    pub unknown_ids: u64,
     /// Open loop: how late each request left (actual − intended send time).
     pub lag: Latency,
 }
@@ -139,6 +144,8 @@ impl EchoCounts {
         self.ok_in_window += other.ok_in_window;
         self.bad += other.bad;
         self.rtt.add(&other.rtt);
+        self.rtt_sent.add(&other.rtt_sent);
+        self.unknown_ids += other.unknown_ids;
         self.lag.add(&other.lag);
     }
 }

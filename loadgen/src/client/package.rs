@@ -131,6 +131,7 @@ fn on_response(
     }
     // An echo response.
     let counted = conn.outstanding > 0;
+    let sent_ns = conn.sent.take(id);
     conn.outstanding = conn.outstanding.saturating_sub(1);
     let Task::Echo(e) = shared.task else {
         return Ok(()); // late, after its scenario ended
@@ -146,11 +147,16 @@ fn on_response(
             }
             // From the time the request carries: its intended send time in the open loop.
             e.counts.rtt.record_ns(now_ns.saturating_sub(t));
+            // And from when it actually left, when its id is known.
+            match sent_ns {
+                Some(s) => e.counts.rtt_sent.record_ns(now_ns.saturating_sub(s)),
+                None => e.counts.unknown_ids += 1,
+            }
         }
         None => e.counts.bad += 1,
     }
     if e.open.is_none() && now < e.end && counted {
-        conn.echo(now_ns)?;
+        conn.echo(now_ns, now_ns)?;
         e.counts.sent += 1;
         e.inflight += 1;
     }

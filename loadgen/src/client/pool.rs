@@ -18,6 +18,18 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How a pacer thread waits for each send time (`--pacer`; see [`Pool::pace`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pacer {
+    /// Sleep to [`EARLY`] before the send time, then yield in a loop until it: the send lag
+    /// is ~10 µs, for a few % of a core spent yielding right before each send.
+    #[default]
+    Spin,
+    /// Sleep to the send time itself: the send lag is the timer slack (~50–80 µs on a busy
+    /// 2-core box), and no core time is spent spinning.
+    Sleep,
+}
+
 /// A thread's command channel: (phase, command).
 type Commands = mpsc::Sender<(u64, Cmd)>;
 
@@ -198,14 +210,16 @@ impl Pool {
     /// the intended send time, that lateness would show as latency. The pacer sleeps until
     /// [`EARLY`] before each send time (`thread::sleep` overshoots by tens of microseconds)
     /// and yields the CPU until the time itself, so sends leave within microseconds of their
-    /// schedule for a few % of a core. The echo scenario reports the remaining lateness
-    /// (`echo.send_lag_*`).
+    /// schedule for a few % of a core. With [`Pacer::Sleep`] it sleeps to the send time itself
+    /// instead: no spinning, but the sleep's overshoot is added to the lateness. The echo
+    /// scenario reports the remaining lateness (`echo.send_lag_*`).
     pub fn pace(
         &self,
         worker: usize,
         first: Instant,
         interval: Duration,
         end: Instant,
+        mode: Pacer,
     ) -> Result<JoinHandle<()>, String> {
         let waker = Arc::clone(&self.workers[worker].1);
         let interval = interval.max(MIN_PACE);
@@ -214,13 +228,17 @@ impl Pool {
             .spawn(move || {
                 let mut next = first;
                 while next < end {
-                    // Sleep to just before the send time (a sleep overshoots by tens of
-                    // microseconds), then yield until it.
+                    // Spin: sleep to just before the send time (a sleep overshoots by tens of
+                    // microseconds), then yield until it. Sleep: sleep to the time itself.
+                    let early = match mode {
+                        Pacer::Spin => EARLY,
+                        Pacer::Sleep => Duration::ZERO,
+                    };
                     let now = Instant::now();
-                    if next > now + EARLY {
-                        std::thread::sleep(next - now - EARLY);
+                    if next > now + early {
+                        std::thread::sleep(next - now - early);
                     }
-                    while Instant::now() < next {
+                    while mode == Pacer::Spin && Instant::now() < next {
                         std::thread::yield_now();
                     }
                     if waker.wake().is_err() {

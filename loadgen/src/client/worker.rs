@@ -2,6 +2,7 @@
 
 use super::conn::{connect_from, Conn, CtlReply};
 use super::package::on_package;
+use super::sent::SendTimes;
 use super::task::{EchoTask, PushTask, SetupTask, Shared, Task};
 use super::EchoCounts;
 use super::{
@@ -257,7 +258,7 @@ impl Worker {
                         };
                         let mut sent = 0;
                         for _ in 0..window {
-                            if conn.echo(now_ns).is_ok() {
+                            if conn.echo(now_ns, now_ns).is_ok() {
                                 sent += 1;
                             }
                         }
@@ -318,6 +319,7 @@ impl Worker {
             heartbeat: None,
             next_hb: None,
             outstanding: 0,
+            sent: SendTimes::default(),
             ctl: VecDeque::new(),
         });
         Ok(())
@@ -592,8 +594,9 @@ impl Worker {
                 let Some(conn) = self.conns.get_mut(key) else {
                     continue;
                 };
-                let late = Instant::now().saturating_duration_since(intended);
-                if conn.echo(intended_ns).is_ok() {
+                let actual = Instant::now();
+                let late = actual.saturating_duration_since(intended);
+                if conn.echo(intended_ns, ns_since(self.epoch, actual)).is_ok() {
                     e.counts.lag.record_ns(late.as_nanos() as u64);
                     e.counts.sent += 1;
                     e.inflight += 1;

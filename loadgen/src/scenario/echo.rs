@@ -13,10 +13,24 @@
 //! only to the millisecond; see [`Pool::pace`]); what lateness remains is part of every
 //! round trip, and shown on its own as the send lag (actual − intended send time).
 //!
+//! The pacer's wait (`--pacer`) is a trade-off. `spin` (the default) sleeps to 80 µs before
+//! each send time, then yields until it: the send lag is ~10 µs, but the yielding costs a few %
+//! of a core right before each send — on a 2-core box, a core the server may want at that
+//! moment. `sleep` sleeps to the send time itself: no spinning, but the send lag is the timer
+//! slack, ~50–80 µs on a busy 2-core box. Either way the lag is in the round trip above.
+//!
+//! The same answers are also timed from when each request actually left (`echo.rtt_sent_*`):
+//! the server echoes only the intended time, so the client keeps each outstanding request's
+//! actual send instant by its pomelo request id (a bounded record per connection, see
+//! `client::sent`). That round trip leaves out the send lag; the gap between the two is the
+//! load generator's own lateness. An answer whose id has no send time on record is counted (a
+//! warning), not timed.
+//!
 //! Figures: responses, the achieved rate, RTT p50 … p99.99 and max, the load generator's send
-//! lag p50 and p99, the server's CPU per request. [`run_echo`] also serves the closed-loop saturation scenario.
+//! lag p50 and p99, the round trip from the actual send p50, p99 and p99.9, the server's CPU
+//! per request. [`run_echo`] also serves the closed-loop saturation scenario.
 use super::Ctx;
-use crate::client::{Cmd, EchoCounts, Pool, Report};
+use crate::client::{Cmd, EchoCounts, Pacer, Pool, Report};
 use crate::cpu::{self_cpu, self_cpu_since};
 use crate::report::{Percentiles, Quantile, Results, Unit};
 use crate::server::Server;
@@ -50,6 +64,7 @@ pub fn run_echo(
     rate: Option<u64>,
     window: usize,
     secs: f64,
+    pacer: Pacer,
 ) -> Result<EchoRun, String> {
     let n = pool.len();
     let per = |w: usize| conns / n + usize::from(w < conns % n);
@@ -79,7 +94,7 @@ pub fn run_echo(
     let mut pacers = Vec::new();
     for (w, o) in open.iter().enumerate() {
         if let Some((interval, first)) = *o {
-            pacers.push(pool.pace(w, first, interval, end)?);
+            pacers.push(pool.pace(w, first, interval, end, pacer)?);
         }
     }
     pool.progress.begin(
@@ -121,7 +136,15 @@ pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
     } = cx;
     const S: &str = "echo";
     let conns = opts.echo_conns.min(sessions);
-    let run = run_echo(pool, server, conns, Some(opts.rate), 1, opts.seconds)?;
+    let run = run_echo(
+        pool,
+        server,
+        conns,
+        Some(opts.rate),
+        1,
+        opts.seconds,
+        opts.pacer,
+    )?;
     let c = &run.counts;
     res.row(
         S,
@@ -169,6 +192,20 @@ pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
         &c.lag,
         Unit::Micros,
     );
+    // The same answers timed from when each request actually left (the client keeps that
+    // instant by request id; the server echoes only the intended time): the round trip
+    // without the send lag.
+    let sent = "round trip from the actual send";
+    for q in [Quantile::P50, Quantile::P99, Quantile::P999] {
+        let figure = format!("{sent} {}", q.label());
+        res.quantile(S, "rtt_sent", q, figure, &c.rtt_sent, Unit::Micros);
+    }
+    if c.unknown_ids > 0 {
+        res.warnings.push(format!(
+            "echo: {} answers had a request id with no send time on record (not in rtt_sent)",
+            c.unknown_ids
+        ));
+    }
     res.cpu_per(
         S,
         "server_cpu_per_req",

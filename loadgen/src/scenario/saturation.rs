@@ -16,7 +16,15 @@ pub fn run(cx: Ctx<'_>, res: &mut Results) -> Result<(), String> {
     } = cx;
     const S: &str = "saturation";
     let conns = opts.sat_conns.min(sessions);
-    let run = run_echo(pool, server, conns, None, opts.window, opts.seconds)?;
+    let run = run_echo(
+        pool,
+        server,
+        conns,
+        None,
+        opts.window,
+        opts.seconds,
+        opts.pacer,
+    )?;
     let c = &run.counts;
     if c.ok == 0 {
         res.row(S, "responses", "responses".into(), 0.0, "responses");
