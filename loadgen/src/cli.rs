@@ -164,10 +164,9 @@ pub struct Opts {
     /// Connections sharing that rate
     #[arg(long, value_name = "C", default_value_t = 100)]
     pub echo_conns: usize,
-    /// How the echo scenario's pacer waits for each send time. spin: sleeps to 80 µs before
-    /// it, then yields until it; send lag ~10 µs, for a few % of a core right before each
-    /// send (taken from the server on a small box). sleep: sleeps to the time itself; send
-    /// lag = the timer slack (~50-80 µs on a busy 2-core box), no spinning
+    /// How the echo scenario's pacer waits for each send time: spin (low send lag, a few % of
+    /// a core spinning right before each send, taken from the server on a small box) or
+    /// sleep (no spinning, the timer slack as send lag)
     #[arg(long, value_name = "MODE", value_enum, default_value_t = Pacer::Spin)]
     pub pacer: Pacer,
     /// Duration of the echo and saturation scenarios, in (0, 3600]

@@ -59,4 +59,7 @@ fn a_malformed_value_exits_2_with_a_message() {
     refused(&["--scenarios", "memory,nap"], "unknown scenario \"nap\"");
     refused(&["--seconds", "-1"], "--seconds");
     refused(&["--addr", "10.0.0.1:3010"], "loopback");
+    // Only the two pacers; the message names them.
+    refused(&["--pacer", "busy"], "'busy'");
+    refused(&["--pacer", "busy"], "[possible values: spin, sleep]");
 }

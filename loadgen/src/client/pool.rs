@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 /// How a pacer thread waits for each send time (`--pacer`; see [`Pool::pace`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pacer {
-    /// Sleep to [`EARLY`] before the send time, then yield in a loop until it: the send lag
-    /// is ~10 µs, for a few % of a core spent yielding right before each send.
+    /// Sleep to 80 µs before the send time, then yield in a loop until it: send lag ~10 µs,
+    /// for a few % of a core spent yielding right before each send (the default)
+    // (80 µs is `EARLY`; plain text above, since clap prints it in --help.)
     #[default]
     Spin,
-    /// Sleep to the send time itself: the send lag is the timer slack (~50–80 µs on a busy
-    /// 2-core box), and no core time is spent spinning.
+    /// Sleep to the send time itself: send lag = the timer slack (~50-80 µs on a busy 2-core
+    /// box), no spinning
     Sleep,
 }
 
