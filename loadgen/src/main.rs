@@ -42,7 +42,10 @@
 //! that time, not from when it actually left, so a stall of the server or of the load
 //! generator counts against every request that should have gone out during it. A pacer
 //! thread wakes each client thread at its send times, so the load generator's own timer
-//! granularity stays out of the figures ([`scenario::echo`]). Saturation is a closed loop
+//! granularity stays out of the figures (`--pacer` chooses how it waits; see
+//! [`scenario::echo`]). The same answers are also timed from their actual send
+//! (`echo.rtt_sent_*`), the client keeping each request's send instant by its id, so the two
+//! can be compared. Saturation is a closed loop
 //! (each answer sends the next request), so there its round trip starts at the actual send.
 //!
 //! # CPU
