@@ -142,8 +142,8 @@ pub struct Opts {
     /// The hold scenario's length (default 2.5 heartbeat intervals, or 10 s without heartbeats)
     #[arg(long, value_name = "SECS", value_parser = parse_hold, allow_negative_numbers = true)]
     pub hold: Option<f64>,
-    /// Handshakes in flight at once during setup (below the gate's listen backlog of 128,
-    /// mio's default, so no SYN is dropped)
+    /// Handshakes in flight at once during setup (well below a listen backlog of 128, the
+    /// smallest common one, so no SYN is dropped; the gate's is 1,024)
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub connect_concurrency: usize,
     /// Blast rounds: clients x M pushes (the gate caps it at 1000000)
