@@ -5,59 +5,18 @@
 //! Own test binary: `#[global_allocator]` applies to the whole binary. The counter is per thread
 //! (toolchain.md §6), so parallel tests don't pollute each other.
 
-#![allow(unsafe_code)] // a GlobalAlloc impl is unsafe by definition; it only forwards to System
-
 use gatehouse::__private::ws::{
     encode_accept, encode_binary_header, encode_client_frame, encode_close, encode_pong, sniff,
     FrameDecoder, Sniff, UpgradeParser, WsEvent, DEFAULT_MAX_MESSAGE,
 };
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
-struct Counting;
-
-thread_local! {
-    // const init, no Drop: touching it never allocates.
-    static THREAD_ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count() {
-    // try_with: the TLS slot may be gone while a thread exits.
-    let _ = THREAD_ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so
-// `System`'s guarantees are ours; the counting touches only a thread-local `Cell`.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded verbatim; the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as in `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: `ptr`/`layout` came from this allocator, which is `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr`/`layout` came from this allocator, which is `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "util/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
-fn allocs_in<R>(f: impl FnOnce() -> R) -> (usize, R) {
-    let before = THREAD_ALLOCS.with(Cell::get);
-    let r = f();
-    (THREAD_ALLOCS.with(Cell::get) - before, r)
-}
+use counting_alloc::allocs_in;
 
 /// A client's traffic for one reactor turn: small and 16-bit-length binary messages, a
 /// fragmented message with a ping and a pong between its fragments, a text message.
