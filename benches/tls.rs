@@ -33,9 +33,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatehouse::__private::tls::{TlsSession, PLAINTEXT_CHUNK};
 use gatehouse::protocol::encode_push;
-use gatehouse::server::TlsConfig;
 use rustls::client::Resumption;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{
     ClientConfig, ClientConnection, HandshakeKind, NamedGroup, RootCertStore, ServerConfig,
 };
@@ -43,26 +42,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/util/test_pki.rs"]
+mod test_pki;
+use test_pki::TestPki;
+
 /// The server configuration and the root store a client needs to trust it.
 fn server_and_roots() -> (Arc<ServerConfig>, RootCertStore) {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf certificate");
-    let server = TlsConfig::from_pem(leaf.pem().as_bytes(), leaf_key.serialize_pem().as_bytes())
-        .expect("server config")
-        .current();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca_cert.der().to_vec()))
-        .expect("CA into the root store");
-    (server, roots)
+    let pki = TestPki::new("bench", &["127.0.0.1"]);
+    (pki.server_config().current(), pki.roots())
 }
 
 /// Which key exchange group the client offers first (its key share in TLS 1.3; the server

@@ -4,20 +4,22 @@
 //! time with rcgen; the client is rustls, trusting only that CA and connecting by IP address
 //! (so it sends no SNI, as libpomelo2 does not). Every wait is bounded (tests/util/mod.rs).
 
+#[path = "util/test_pki.rs"]
+mod test_pki;
 mod util;
 
 use gatehouse::__private::tls::{TlsSession, PLAINTEXT_CHUNK};
 use gatehouse::protocol::{encode_package, PackageType, MAX_BODY_LEN};
 use gatehouse::server::{Server, TlsConfig};
 use gatehouse::CloseReason;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde_json::json;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use test_pki::TestPki;
 use util::{
     builder, decode_msg, parse_server_frame, push_frame, recorder, wait, wait_until, Client, Event,
     Transport, HELLO,
@@ -25,45 +27,20 @@ use util::{
 
 // === certificates ============================================================================
 
-/// A CA and a leaf it signed, as PEM.
-struct Pki {
-    ca_der: CertificateDer<'static>,
-    leaf_pem: String,
-    key_pem: String,
+/// A CA and a leaf for 127.0.0.1 and localhost, named after the test.
+fn pki(name: &str) -> TestPki {
+    TestPki::new(name, &["127.0.0.1", "localhost"])
 }
 
-fn pki(name: &str) -> Pki {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("{name} test CA"));
-    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("leaf params");
-    leaf.distinguished_name
-        .push(DnType::CommonName, format!("{name} gate"));
-    let leaf_cert = leaf
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf certificate");
-    Pki {
-        ca_der: ca_cert.der().clone(),
-        leaf_pem: leaf_cert.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    }
-}
-
-impl Pki {
-    fn server_config(&self) -> TlsConfig {
-        TlsConfig::from_pem(self.leaf_pem.as_bytes(), self.key_pem.as_bytes()).expect("config")
-    }
-
+/// Clients of a [`TestPki`].
+trait ClientOf {
     /// A client trusting only this CA, limited to `versions`.
+    fn client(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig>;
+}
+
+impl ClientOf for TestPki {
     fn client(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca_der.clone()).expect("CA root");
+        let roots = self.roots();
         #[allow(deprecated)] // ring on purpose, as the server (src/server/tls/config.rs)
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         Arc::new(

@@ -36,8 +36,8 @@
 use gatehouse::__private::tls::{TlsSession, PLAINTEXT_CHUNK};
 use gatehouse::protocol::encode_push;
 use gatehouse::server::TlsConfig;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use std::hint::black_box;
 use std::io::Read;
 use std::sync::Arc;
@@ -46,11 +46,14 @@ use std::sync::Arc;
 
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "util/test_pki.rs"]
+mod test_pki;
 
 #[global_allocator]
 static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 use counting_alloc::allocs_in;
+use test_pki::TestPki;
 
 // === an established TLS connection, in memory ====================================================
 
@@ -65,22 +68,9 @@ struct Established {
 
 /// A CA and a leaf for 127.0.0.1 made with rcgen: (server config, client trusting the CA).
 fn configs(versions: &[&'static rustls::SupportedProtocolVersion]) -> (TlsConfig, ClientConfig) {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf certificate");
-    let server = TlsConfig::from_pem(leaf.pem().as_bytes(), leaf_key.serialize_pem().as_bytes())
-        .expect("server config");
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca_cert.der().to_vec()))
-        .expect("CA into the root store");
+    let pki = TestPki::new("tls_alloc", &["127.0.0.1"]);
+    let server = pki.server_config();
+    let roots = pki.roots();
     // The server's own crypto provider (ring): rustls 0.23.48 deprecates naming it directly.
     let provider = server.current().crypto_provider().clone();
     let client = ClientConfig::builder_with_provider(provider)
