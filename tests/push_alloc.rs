@@ -286,20 +286,31 @@ fn push_to_uids_allocates_nothing_per_uid_or_session() {
 
 #[test]
 fn push_to_all_allocates_nothing_per_session() {
-    let header = frame_header_size();
     let body = body();
-    let package = expected_package(&body);
+    push_to_all_allocates_the_package_and_one_header(&body, &expected_package(&body), |s| s);
+}
+
+/// `push_to_all` of `body` (after `prepare` sets up the sessions' encoding) to 1 and to 100
+/// sessions: exactly two allocations each time, `package` (at its exact size) and one frame
+/// header; nothing per session.
+fn push_to_all_allocates_the_package_and_one_header(
+    body: &Value,
+    package: &[u8],
+    prepare: impl Fn(Sessions) -> Sessions,
+) {
+    let header = frame_header_size();
     let mut seen = Vec::new();
     for sessions_n in [1, 100] {
         let (service, sessions, _) = fixture(sessions_n, 1);
-        sessions.push_to_all(ROUTE, &body).unwrap();
-        drain(&service, &package);
+        let sessions = prepare(sessions);
+        sessions.push_to_all(ROUTE, body).unwrap(); // warm-up
+        assert_eq!(drain(&service, package), sessions_n);
 
-        let (a, report) = allocs_in(|| sessions.push_to_all(ROUTE, &body).unwrap());
+        let (a, report) = allocs_in(|| sessions.push_to_all(ROUTE, body).unwrap());
         assert_eq!(report.enqueued(), sessions_n);
         assert!(report.is_complete());
         drop(report);
-        assert_eq!(drain(&service, &package), sessions_n);
+        assert_eq!(drain(&service, package), sessions_n);
         assert_eq!(
             a,
             Allocs {
@@ -376,28 +387,7 @@ fn protobuf_push_to_all_allocates_the_package_and_one_header_like_json() {
         "protobuf is smaller"
     );
 
-    let header = frame_header_size();
-    let mut seen = Vec::new();
-    for sessions_n in [1, 100] {
-        let (service, sessions, _) = fixture(sessions_n, 1);
-        let sessions = sessions.with_protos(Some(protos.clone()));
-        sessions.push_to_all(ROUTE, &body).unwrap(); // warm-up
-        assert_eq!(drain(&service, &package), sessions_n);
-
-        let (a, report) = allocs_in(|| sessions.push_to_all(ROUTE, &body).unwrap());
-        assert_eq!(report.enqueued(), sessions_n);
-        drop(report);
-        assert_eq!(drain(&service, &package), sessions_n);
-        assert_eq!(
-            a,
-            Allocs {
-                count: 2,
-                bytes: (package.len() + header) as u64,
-                sizes: vec![package.len(), header],
-            },
-            "{sessions_n} session(s)"
-        );
-        seen.push(a);
-    }
-    assert_eq!(seen[0], seen[1]);
+    push_to_all_allocates_the_package_and_one_header(&body, &package, |s| {
+        s.with_protos(Some(protos.clone()))
+    });
 }
