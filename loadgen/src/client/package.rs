@@ -147,16 +147,18 @@ fn on_response(
             }
             // From the time the request carries: its intended send time in the open loop.
             e.counts.rtt.record_ns(now_ns.saturating_sub(t));
-            // And from when it actually left, when its id is known.
-            match sent_ns {
-                Some(s) => e.counts.rtt_sent.record_ns(now_ns.saturating_sub(s)),
-                None => e.counts.unknown_ids += 1,
+            // Open loop: also from when it actually left, when its id is known.
+            if e.open.is_some() {
+                match sent_ns {
+                    Some(s) => e.counts.rtt_sent.record_ns(now_ns.saturating_sub(s)),
+                    None => e.counts.unknown_ids += 1,
+                }
             }
         }
         None => e.counts.bad += 1,
     }
     if e.open.is_none() && now < e.end && counted {
-        conn.echo(now_ns, now_ns)?;
+        conn.echo(now_ns, None)?;
         e.counts.sent += 1;
         e.inflight += 1;
     }

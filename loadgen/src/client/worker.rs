@@ -258,7 +258,7 @@ impl Worker {
                         };
                         let mut sent = 0;
                         for _ in 0..window {
-                            if conn.echo(now_ns, now_ns).is_ok() {
+                            if conn.echo(now_ns, None).is_ok() {
                                 sent += 1;
                             }
                         }
@@ -596,7 +596,10 @@ impl Worker {
                 };
                 let actual = Instant::now();
                 let late = actual.saturating_duration_since(intended);
-                if conn.echo(intended_ns, ns_since(self.epoch, actual)).is_ok() {
+                if conn
+                    .echo(intended_ns, Some(ns_since(self.epoch, actual)))
+                    .is_ok()
+                {
                     e.counts.lag.record_ns(late.as_nanos() as u64);
                     e.counts.sent += 1;
                     e.inflight += 1;
