@@ -99,8 +99,8 @@ fn range(lo: u64, hi: u64) -> impl TypedValueParser<Value = usize> {
     after_help = "Exit status: 0 when every scenario ran, 1 when one failed outright, 2 for bad arguments."
 )]
 pub struct Opts {
-    /// Build (cargo build --release --example gate) and start the gate on a free loopback port,
-    /// run everything, stop it
+    /// Build (cargo build --release -p gatehouse --example gate) and start the gate on a free
+    /// loopback port, run everything, stop it
     #[arg(long)]
     pub spawn_gate: bool,
     /// The server to drive (loopback only; default 127.0.0.1:3010); with --spawn-gate, the

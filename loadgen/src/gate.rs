@@ -1,7 +1,7 @@
 //! The gate this run spawns (`--spawn-gate`): building it, starting it, stopping it.
 //!
-//! Without `--gate-bin` the example gate is built with `cargo build --release --example gate`
-//! in the workspace root (the parent of this crate's manifest directory), and its path is read
+//! Without `--gate-bin` the example gate is built with `cargo build --release -p gatehouse
+//! --example gate` in the workspace root (the parent of this crate's manifest directory), and its path is read
 //! from cargo's own JSON messages (the `compiler-artifact` of target `gate`), so a
 //! `CARGO_TARGET_DIR` or a `build.target-dir` setting is followed wherever it points. It is
 //! started on a free loopback port; its first stdout line says where it listens, later lines

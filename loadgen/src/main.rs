@@ -24,9 +24,9 @@
 //! connection asks for `stats` and starts the blasts (it receives no pushes). The codec is the
 //! gatehouse crate's own (`gatehouse::protocol`).
 //!
-//! With `--spawn-gate` the load generator builds the example gate (`cargo build --release
-//! --example gate` in the workspace root, the parent of this crate) and starts it on a free
-//! loopback port; `--gate-bin PATH` uses a built one instead (see [`gate`]).
+//! With `--spawn-gate` the load generator builds the example gate (`cargo build --release -p
+//! gatehouse --example gate` in the workspace root, the parent of this crate) and starts it on
+//! a free loopback port; `--gate-bin PATH` uses a built one instead (see [`gate`]).
 //!
 //! # Scenarios
 //!
